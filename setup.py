@@ -1,0 +1,35 @@
+"""fairseq-distill: a fairseq plugin for knowledge distillation of text classifiers.
+
+Install order matters on CPU machines: torch==2.13.0 first (any other torch
+request pulls CUDA wheels), then fairseq-fixed, then this package.
+scripts/bootstrap.sh does exactly that.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-distill",
+    version="0.1.0",
+    description="fairseq plugin for knowledge distillation of text classifiers",
+    python_requires=">=3.10",
+    packages=find_packages(include=["user_dir", "user_dir.*"]),
+    install_requires=[
+        "torch==2.13.0",
+        "fairseq-fixed==0.12.3.1",
+        "numpy",
+        "sentencepiece",
+        "submitit",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "scikit-learn"],
+        "bench": ["scikit-learn"],
+    },
+    entry_points={
+        "console_scripts": [
+            "distill-ngram-dict = user_dir.cli.ngram_dict:cli_main",
+            "distill-extract-ngrams = user_dir.cli.extract_ngrams:cli_main",
+            "distill-predict = user_dir.cli.predict:cli_main",
+        ],
+    },
+)

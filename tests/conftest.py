@@ -1,0 +1,96 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from user_dir.data.teacher_targets import save_teacher_targets
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DISTILL_SHARED_DATA", REPO.parent / "shared" / "data"))
+BIN = Path(sys.executable).parent
+
+
+def read_tsv(path, skip_header=True):
+    """Rows of a GLUE TSV (BOM on the header tolerated)."""
+    with open(path, encoding="utf-8-sig") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.split("\t") for line in lines[1 if skip_header else 0:]]
+
+
+@pytest.fixture(scope="session")
+def glue():
+    if not (DATA / "glue" / "SST-2" / "train.tsv").exists():
+        pytest.fail(f"shared data not found at {DATA} (set DISTILL_SHARED_DATA)")
+    return DATA / "glue"
+
+
+def run(cmd, cwd=None, check=True):
+    """Run one of the console tools (or fairseq's) from this venv; return the process."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+N_TRAIN = 6000
+TRAIN_FLAGS = [
+    "--user-dir", REPO / "user_dir", "--task", "feature_based_sentence_prediction",
+    "--arch", "feature_based_linear_model", "--criterion", "distillation", "--optimizer", "mixed_adam",
+    "--num-classes", "2", "--distillation-target", "--lr", "3e-3", "--batch-size", "32",
+    "--encoder-embed-dim", "32", "--hidden-dim", "32", "--feature-dropout", "0.1",
+    "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
+    "--log-format", "simple", "--log-interval", "100", "--seed", "3", "--weight-decay", "0.01",
+]
+
+
+def stand_in_teacher(train_texts, train_labels, *texts):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2)
+    clf = LogisticRegression(C=10, max_iter=2000).fit(vec.fit_transform(train_texts), train_labels)
+    return [np.stack([-clf.decision_function(vec.transform(t)) / 2,
+                      clf.decision_function(vec.transform(t)) / 2], 1).astype(np.float32) for t in texts]
+
+
+def preprocess(src_dir, data_bin, vocab):
+    run(["fairseq-preprocess", "--only-source", "--srcdict", vocab, "--trainpref", src_dir / "train.ng",
+         "--validpref", src_dir / "dev.ng", "--destdir", data_bin / "input0", "--workers", "2"])
+    (src_dir / "labels.txt").write_text("0 0\n1 0\n")
+    run(["fairseq-preprocess", "--only-source", "--srcdict", src_dir / "labels.txt",
+         "--trainpref", src_dir / "train.label", "--validpref", src_dir / "dev.label",
+         "--destdir", data_bin / "label", "--workers", "2"])
+    shutil.copy(str(vocab) + ".json", data_bin / "input0" / "ngrams.json")
+
+
+@pytest.fixture(scope="session")
+def sst2(glue, tmp_path_factory):
+    """A data-bin of an SST-2 slice with gold labels and stand-in teacher logits."""
+    work = tmp_path_factory.mktemp("sst2")
+    train = read_tsv(glue / "SST-2" / "train.tsv")
+    dev = read_tsv(glue / "SST-2" / "dev.tsv")
+    sub = train[:N_TRAIN]
+    for name, rows in (("train", sub), ("dev", dev)):
+        (work / f"{name}.txt").write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
+        (work / f"{name}.label").write_text("".join(r[1] + "\n" for r in rows))
+    vocab = work / "vocab.txt"
+    run(["distill-ngram-dict", "--input", work / "train.txt", "--output", vocab,
+         "--ngram-range", "1", "3", "--max-features", "30000", "--workers", "2"])
+    for name in ("train", "dev"):
+        run(["distill-extract-ngrams", "--vocab", vocab, "--input", work / f"{name}.txt",
+             "--output", work / f"{name}.ng", "--workers", "2"])
+    data_bin = work / "data-bin"
+    preprocess(work, data_bin, vocab)
+    t_train, t_dev = stand_in_teacher([r[0] for r in train], [int(r[1]) for r in train],
+                                      [r[0] for r in sub], [r[0] for r in dev])
+    save_teacher_targets(str(data_bin / "distill" / "train.npy"), t_train, ["0", "1"])
+    save_teacher_targets(str(data_bin / "distill" / "valid.npy"), t_dev, ["0", "1"])
+    teacher_acc = 100.0 * np.mean(t_dev.argmax(1) == np.array([int(r[1]) for r in dev]))
+    return {"work": work, "data_bin": data_bin, "vocab": vocab, "teacher_acc": teacher_acc, "dev": dev}

@@ -1,0 +1,99 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+from user_dir.models.dan import (
+    DANEncoder,
+    FeatureBasedLinearBiencoderModel,
+    FeatureBasedLinearModel,
+    FeatureBasedLinearModelConfig,
+)
+
+
+def make_dict(n=20):
+    d = Dictionary()
+    for i in range(n):
+        d.add_symbol(f"f{i}")
+    return d
+
+
+def cfg(**kw):
+    c = FeatureBasedLinearModelConfig()
+    c.max_positions = 512
+    c.optimizer_name = "mixed_adam"
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
+
+
+def task(d, n_inputs=1):
+    return SimpleNamespace(source_dictionary=d, input_keys=("input0", "input1")[:n_inputs])
+
+
+@pytest.mark.parametrize("mode", ["mean", "max", "sum", "attn"])
+def test_padding_never_takes_part(mode):
+    d = make_dict()
+    enc = DANEncoder(cfg(embed_bag_mode=mode, encoder_embed_dim=8), d, sparse=True)
+    with torch.no_grad():
+        enc.embed_tokens.weight[d.pad()] = 100.0  # would show if padding were pooled
+        enc.embed_tokens.weight[4:] = -torch.rand(20, 8) - 1.0  # all negative: max must not see 0s
+    tokens = torch.tensor([[4, 5, 6]])
+    padded = torch.tensor([[4, 5, 6, d.pad(), d.pad()]])
+    assert torch.allclose(enc(tokens), enc(padded), atol=1e-6)
+    emb = enc.embed_tokens.weight[4:7]
+    ref = {"mean": emb.mean(0), "max": emb.max(0).values, "sum": emb.sum(0)}
+    if mode in ref:
+        assert torch.allclose(enc(padded)[0], ref[mode], atol=1e-6)
+    empty = enc(torch.tensor([[d.pad(), d.pad()]]))
+    assert torch.equal(empty, torch.zeros_like(empty))
+
+
+@pytest.mark.parametrize("mode", ["mean", "max", "attn"])
+def test_sparse_gradient_touches_only_batch_rows(mode):
+    d = make_dict()
+    model = FeatureBasedLinearModel.build_model(cfg(embed_bag_mode=mode), task(d))
+    model.register_classification_head("h", num_classes=3)
+    logits, _ = model(torch.tensor([[4, 9, d.pad()], [9, 10, 11]]), classification_head_name="h")
+    assert logits.shape == (2, 3)
+    logits.sum().backward()
+    grad = model.encoder.embed_tokens.weight.grad
+    assert grad.is_sparse
+    assert set(grad.coalesce().indices()[0].tolist()) <= {4, 9, 10, 11, d.pad()}
+    assert model.encoder.embed_tokens.weight.param_group == "sparse"
+
+
+def test_dense_with_other_optimizers():
+    model = FeatureBasedLinearModel.build_model(cfg(optimizer_name="adam"), task(make_dict()))
+    assert not model.encoder.sparse
+    assert FeatureBasedLinearModel.build_model(cfg(optimizer_name="adam", sparse_embedding="yes"),
+                                               task(make_dict())).encoder.sparse
+
+
+def test_biencoder_features_and_task_check():
+    d = make_dict()
+    model = FeatureBasedLinearBiencoderModel.build_model(cfg(encoder_embed_dim=6), task(d, 2))
+    model.register_classification_head("h", num_classes=2)
+    a, b = torch.tensor([[4, 5]]), torch.tensor([[6, d.pad()]])
+    x, _ = model(a, src_tokens1=b)
+    u, v = model.encoder(a), model.encoder(b)
+    assert torch.allclose(x, torch.cat([u, v, u * v, (u - v).abs()], -1))
+    assert model.classification_heads["h"].dense.in_features == 24
+    with pytest.raises(ValueError, match="use a feature_based_linear_biencoder_model"):
+        FeatureBasedLinearModel.build_model(cfg(), task(d, 2))
+    with pytest.raises(ValueError, match="takes 2 input"):
+        FeatureBasedLinearBiencoderModel.build_model(cfg(), task(d, 1))
+
+
+def test_checkpoint_with_other_dictionary_is_refused():
+    small = FeatureBasedLinearModel.build_model(cfg(), task(make_dict(20)))
+    small.register_classification_head("h", num_classes=2)
+    big = FeatureBasedLinearModel.build_model(cfg(), task(make_dict(30)))
+    big.register_classification_head("h", num_classes=2)
+    with pytest.raises(ValueError, match=r"24 rows but the feature dictionary .* has 34 entries"):
+        big.load_state_dict(small.state_dict())
+    three = FeatureBasedLinearModel.build_model(cfg(), task(make_dict(20)))
+    three.register_classification_head("h", num_classes=3)
+    with pytest.raises(ValueError, match="has 2 classes but the task has 3"):
+        three.load_state_dict(small.state_dict())

@@ -1,0 +1,58 @@
+"""distill-predict: labels and probabilities for raw text with a trained student."""
+
+import argparse
+import json
+import os
+
+from . import run_main
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="distill-predict",
+        description="Classify raw text (one example per line) or TSV with a trained DAN "
+        "student. Prints a JSON summary (examples, speed, accuracy when labels are given).",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint, e.g. checkpoints/checkpoint_best.pt")
+    p.add_argument("--data-bin", required=True, metavar="DIR",
+                   help="the data-bin the student was trained on (dictionaries and input0/ngrams.json)")
+    p.add_argument("--input", required=True, metavar="FILE", help="text or TSV file")
+    p.add_argument("--input-format", choices=["text", "tsv"], default=None,
+                   help="default: tsv for *.tsv files, text otherwise")
+    p.add_argument("--text-column", type=int, nargs="+", default=[0], metavar="N",
+                   help="0-based TSV column(s) of the text; two for sentence pairs (default: 0)")
+    p.add_argument("--label-column", type=int, default=None, metavar="N",
+                   help="0-based TSV column of gold labels: report accuracy")
+    p.add_argument("--header", action="store_true", help="skip the first line")
+    p.add_argument("--output", default=None, metavar="FILE", help="predictions file (default: none)")
+    p.add_argument("--output-format", choices=["tsv", "jsonl"], default="tsv",
+                   help="tsv: label and one probability column per class; jsonl: one object per line")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N")
+    p.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is present")
+    return p
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from ..models.hub_interface import DANHubInterface
+    from ..predict import guess_format, predict_file
+
+    args = get_parser().parse_args(argv)
+    hub = DANHubInterface.from_pretrained(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                          os.path.abspath(args.checkpoint), os.path.abspath(args.data_bin))
+    if torch.cuda.is_available() and not args.cpu:
+        hub.cuda()
+    result = predict_file(hub, args.input, args.output, args.input_format or guess_format(args.input),
+                          args.text_column, args.label_column, args.header, args.output_format,
+                          args.batch_size)
+    print(json.dumps(result))
+    return result
+
+
+def cli_main() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,119 @@
+"""Knowledge-distillation loss for classifiers.
+
+For a batch with teacher logits t, student logits s and (where the split has
+them) gold labels y::
+
+    loss = alpha * KD(s, t) + (1 - alpha) * CE(s, y)
+
+    KD = T^2 * KL(softmax(t / T) || softmax(s / T))     (--distillation-loss kl)
+    KD = || s - t ||^2, summed over classes              (--distillation-loss mse, D-BERT)
+
+Both parts are summed over examples; fairseq divides by the number of
+sentences.  A split without teacher logits trains or evaluates on CE alone;
+one without gold labels on KD alone (its weight is still alpha).  Logged:
+``kd_loss`` and ``ce_loss`` (per sentence, base 2 like ``loss``),
+``accuracy`` against gold where gold is real, and ``agreement``, the share of
+predictions equal to the teacher's argmax.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+
+
+@dataclass
+class DistillationConfig(FairseqDataclass):
+    classification_head_name: str = field(
+        default="sentence_classification_head", metadata={"help": "name of the classification head to use"}
+    )
+    distillation_alpha: float = field(
+        default=1.0, metadata={"help": "weight of the distillation term; 1 - alpha weighs the gold-label "
+                                       "cross-entropy (default 1.0: pure distillation, as the paper)"}
+    )
+    distillation_temperature: float = field(
+        default=1.0, metadata={"help": "softmax temperature T of the KL term (scaled by T^2)"}
+    )
+    distillation_loss: ChoiceEnum(["kl", "mse"]) = field(
+        default="kl", metadata={"help": "kl: KL divergence of softened distributions; mse: squared "
+                                        "error of the logits (D-BERT)"}
+    )
+
+
+@register_criterion("distillation", dataclass=DistillationConfig)
+class DistillationCriterion(FairseqCriterion):
+    def __init__(self, cfg: DistillationConfig, task):
+        super().__init__(task)
+        if not 0.0 <= cfg.distillation_alpha <= 1.0:
+            raise ValueError(f"--distillation-alpha must be in [0, 1], got {cfg.distillation_alpha}")
+        if cfg.distillation_temperature <= 0:
+            raise ValueError(f"--distillation-temperature must be positive, got {cfg.distillation_temperature}")
+        self.classification_head_name = cfg.classification_head_name
+        self.alpha = cfg.distillation_alpha
+        self.temperature = cfg.distillation_temperature
+        self.kind = cfg.distillation_loss
+
+    def distillation_loss(self, logits, teacher):
+        """Per-example distillation loss, shape [B]."""
+        if self.kind == "mse":
+            return (logits - teacher).pow(2).sum(dim=-1)
+        T = self.temperature
+        student_lp = F.log_softmax(logits / T, dim=-1)
+        teacher_lp = F.log_softmax(teacher / T, dim=-1)
+        return F.kl_div(student_lp, teacher_lp, reduction="none", log_target=True).sum(dim=-1) * T * T
+
+    def forward(self, model, sample, reduce=True):
+        logits, _ = model(**sample["net_input"], features_only=True,
+                          classification_head_name=self.classification_head_name)
+        logits = logits.float()
+        sample_size = logits.size(0)
+        preds = logits.argmax(dim=-1)
+        loss = logits.new_zeros(())
+        log = {"ntokens": sample["ntokens"], "nsentences": sample_size, "sample_size": sample_size}
+
+        teacher = sample.get("distill_target")
+        target = sample.get("target")
+        ce_weight = 1.0 - self.alpha if teacher is not None else 1.0
+        if teacher is not None:
+            teacher = teacher.float()
+            kd = self.distillation_loss(logits, teacher).sum()
+            loss = loss + self.alpha * kd
+            log["kd_loss"] = kd.data
+            log["nkd"] = sample_size
+            log["nagree"] = (preds == teacher.argmax(dim=-1)).sum()
+        if target is not None:
+            target = target.view(-1)
+            ce = F.cross_entropy(logits, target, reduction="sum")
+            if ce_weight > 0:
+                loss = loss + ce_weight * ce
+            log["ce_loss"] = ce.data
+            log["ngold"] = sample_size
+            log["ncorrect"] = (preds == target).sum()
+        log["loss"] = loss.data
+        return loss, sample_size, log
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        sample_size = total("sample_size")
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        for part, count in (("kd_loss", "nkd"), ("ce_loss", "ngold")):
+            n = total(count)
+            if n:
+                metrics.log_scalar(part, total(part) / n / math.log(2), n, round=3)
+        ngold = total("ngold")
+        if ngold:
+            metrics.log_scalar("accuracy", 100.0 * total("ncorrect") / ngold, ngold, round=2)
+        nkd = total("nkd")
+        if nkd:
+            metrics.log_scalar("agreement", 100.0 * total("nagree") / nkd, nkd, round=2)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

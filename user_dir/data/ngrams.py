@@ -1,0 +1,442 @@
+"""N-gram features for the sparse-distillation DAN.
+
+Tokenizers (``--tokenizer``), applied after U+2581 is turned into a space:
+
+* ``default``: lower-cased words with inner apostrophes kept (``don't``,
+  ``n't``, ``'s``) and every other non-space symbol as its own token, so
+  ``!`` and ``?`` are features;
+* ``sklearn``: exactly scikit-learn's ``CountVectorizer`` defaults, lower-case
+  and ``(?u)\\b\\w\\w+\\b`` (the paper's tool: one-letter words and punctuation
+  are dropped);
+* ``whitespace``: split on whitespace, case kept (pre-tokenized corpora).
+
+An n-gram is its tokens joined by U+2581 (``▁``), which no token contains, so a
+feature is one whitespace-free string.  The vocabulary file is one
+``ngram count`` per line, most frequent first: it is a valid fairseq
+``dict.txt`` and goes to ``fairseq-preprocess --srcdict`` unchanged.  Its
+settings (tokenizer, n-gram range) live in ``VOCAB.json`` beside it.
+
+Features of a text are listed in text order: by the position where the
+n-gram ends, shorter n-grams first.  A prefix of the features is therefore
+exactly the features of a prefix of the text, which is what truncation to
+``--max-positions`` keeps.
+"""
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from functools import lru_cache
+from itertools import chain
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .text_io import (
+    DecodeReport,
+    atomic_output,
+    count_lines,
+    find_offsets,
+    iter_lines,
+    map_chunks,
+    progress_callback,
+    warn_bad_utf8,
+)
+
+logger = logging.getLogger(__name__)
+
+JOINER = "\u2581"
+VOCAB_FORMAT = "distill-ngram-vocab/1"
+# fairseq's own symbols: a feature with one of these names would clash in dict.txt
+FAIRSEQ_SPECIALS = frozenset(["<s>", "<pad>", "</s>", "<unk>"])
+
+_DEFAULT_RE = re.compile(r"\w+(?:'\w+)*|'\w+|[^\w\s\ufffd]")
+_SKLEARN_RE = re.compile(r"(?u)\b\w\w+\b")
+
+
+def _default_tokenize(text: str) -> List[str]:
+    return _DEFAULT_RE.findall(text.replace(JOINER, " ").lower())
+
+
+def _sklearn_tokenize(text: str) -> List[str]:
+    return _SKLEARN_RE.findall(text.replace(JOINER, " ").lower())
+
+
+def _whitespace_tokenize(text: str) -> List[str]:
+    return text.replace(JOINER, " ").split()
+
+
+TOKENIZERS: Dict[str, Callable[[str], List[str]]] = {
+    "default": _default_tokenize,
+    "sklearn": _sklearn_tokenize,
+    "whitespace": _whitespace_tokenize,
+}
+
+
+def get_tokenizer(name: str) -> Callable[[str], List[str]]:
+    try:
+        return TOKENIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown tokenizer {name!r}; choose from {sorted(TOKENIZERS)}") from None
+
+
+def _check_range(ngram_range: Sequence[int]) -> Tuple[int, int]:
+    lo, hi = int(ngram_range[0]), int(ngram_range[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f"bad n-gram range {lo} {hi}: need 1 <= MIN <= MAX")
+    return lo, hi
+
+
+def ngrams_any_order(tokens: List[str], lo: int, hi: int) -> Iterable[str]:
+    """All n-grams of ``tokens`` for ``lo <= n <= hi`` (order unspecified; for counting)."""
+    parts = []
+    for n in range(lo, hi + 1):
+        if n > len(tokens):
+            break
+        if n == 1:
+            parts.append(tokens)
+        else:
+            parts.append(map(JOINER.join, zip(*[tokens[k:] for k in range(n)])))
+    return chain.from_iterable(parts)
+
+
+def ngrams_text_order(tokens: List[str], lo: int, hi: int) -> Iterable[Optional[str]]:
+    """N-grams ordered by end position then length; gaps are ``None``."""
+    columns = []
+    for n in range(lo, hi + 1):
+        if n > len(tokens):
+            break
+        grams = tokens if n == 1 else list(map(JOINER.join, zip(*[tokens[k:] for k in range(n)])))
+        columns.append(chain([None] * (n - 1), grams))
+    return chain.from_iterable(zip(*columns)) if len(columns) > 1 else (columns[0] if columns else ())
+
+
+# ------------------------------------------------------------------ vocabulary
+
+
+class NgramVocab:
+    """A top-K n-gram vocabulary with the settings that produced it."""
+
+    def __init__(self, entries: List[Tuple[str, int]], tokenizer: str = "default",
+                 ngram_range: Sequence[int] = (1, 4), meta: Optional[dict] = None):
+        get_tokenizer(tokenizer)
+        self.entries = entries
+        self.tokenizer = tokenizer
+        self.ngram_range = _check_range(ngram_range)
+        self.meta = dict(meta or {})
+        self._features = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def feature_set(self) -> frozenset:
+        if self._features is None:
+            self._features = frozenset(g for g, _ in self.entries)
+        return self._features
+
+    def settings(self) -> dict:
+        return {
+            "format": VOCAB_FORMAT,
+            "tokenizer": self.tokenizer,
+            "ngram_range": list(self.ngram_range),
+            "joiner": JOINER,
+            "num_features": len(self.entries),
+            **self.meta,
+        }
+
+    def tokenize(self, text: str) -> List[str]:
+        return TOKENIZERS[self.tokenizer](text)
+
+    def features(self, text: str) -> List[str]:
+        """In-vocabulary n-grams of ``text`` in text order, repeats kept."""
+        keep = self.feature_set.__contains__
+        return list(filter(keep, ngrams_text_order(self.tokenize(text), *self.ngram_range)))
+
+    def save(self, path: str) -> None:
+        with atomic_output(path, "w", encoding="utf-8", newline="\n") as f:
+            for gram, count in self.entries:
+                f.write(f"{gram} {count}\n")
+        with atomic_output(path + ".json", "w", encoding="utf-8") as f:
+            json.dump(self.settings(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+    @classmethod
+    def load(cls, path: str) -> "NgramVocab":
+        settings = load_settings(path + ".json")
+        entries = []
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    gram, count = raw.decode("utf-8").rstrip("\n").rsplit(" ", 1)
+                    entries.append((gram, int(count)))
+                except (UnicodeDecodeError, ValueError):
+                    raise ValueError(
+                        f"{path}: line {lineno} is not 'ngram count' in UTF-8: {raw[:80]!r}"
+                    ) from None
+        if len(entries) != settings.get("num_features", len(entries)):
+            raise ValueError(
+                f"{path} has {len(entries)} features but {path}.json says "
+                f"{settings['num_features']}: the two files do not belong together"
+            )
+        meta = {k: v for k, v in settings.items()
+                if k not in ("format", "tokenizer", "ngram_range", "joiner", "num_features")}
+        return cls(entries, settings["tokenizer"], settings["ngram_range"], meta)
+
+
+def load_settings(json_path: str) -> dict:
+    """Read and check a vocabulary's settings file (``VOCAB.json``)."""
+    if not os.path.exists(json_path):
+        raise FileNotFoundError(
+            f"{json_path} not found: the n-gram settings are written beside the "
+            f"vocabulary by distill-ngram-dict"
+        )
+    with open(json_path, encoding="utf-8") as f:
+        settings = json.load(f)
+    if settings.get("format") != VOCAB_FORMAT:
+        raise ValueError(f"{json_path}: not an n-gram vocabulary settings file ({VOCAB_FORMAT})")
+    get_tokenizer(settings["tokenizer"])
+    _check_range(settings["ngram_range"])
+    return settings
+
+
+class Featurizer:
+    """Raw text -> ids of its features in a fairseq dictionary (inference side).
+
+    Uses the same tokenizer, n-gram range and text order as extraction, so
+    ``Featurizer(...)(text)`` equals what ``distill-extract-ngrams`` followed
+    by ``fairseq-preprocess --srcdict`` gives for that line.
+    """
+
+    def __init__(self, settings: dict, indices: Dict[str, int], max_positions: Optional[int] = None):
+        self.tokenize = get_tokenizer(settings["tokenizer"])
+        self.ngram_range = _check_range(settings["ngram_range"])
+        self.lookup = {g: i for g, i in indices.items() if g not in FAIRSEQ_SPECIALS}.get
+        self.max_positions = max_positions
+
+    def __call__(self, text: str) -> List[int]:
+        grams = ngrams_text_order(self.tokenize(text), *self.ngram_range)
+        ids = [i for i in map(self.lookup, grams) if i is not None]
+        return ids[: self.max_positions] if self.max_positions else ids
+
+
+# -------------------------------------------------------------------- counting
+
+
+def _prune(counter: Counter, min_count: int) -> None:
+    for gram in [g for g, c in counter.items() if c < min_count]:
+        del counter[gram]
+
+
+def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: int,
+                 max_in_memory: int) -> Tuple[Counter, int, int, List[int]]:
+    """Count n-grams of one byte range; prune rare ones to stay in memory."""
+    tokenize = TOKENIZERS[tokenizer]
+    counter: Counter = Counter()
+    report = DecodeReport()
+    pruned_below = 0
+    batch: List[str] = []
+
+    def flush():
+        nonlocal pruned_below
+        counter.update(chain.from_iterable(ngrams_any_order(tokenize(t), lo, hi) for t in batch))
+        batch.clear()
+        # word2vec-style reduction: drop the rarest counts until half the budget
+        # is free, so that pruning (a full pass) stays infrequent
+        if len(counter) > max_in_memory:
+            while len(counter) > max_in_memory // 2:
+                pruned_below += 1
+                _prune(counter, pruned_below + 1)
+
+    for text in iter_lines(path, start, end, report, progress_callback()):
+        batch.append(text)
+        if len(batch) >= 20000:
+            flush()
+    flush()
+    return counter, pruned_below, report.num_lines, report.bad_lines
+
+
+def select_top(counter: Counter, k: int) -> List[Tuple[str, int]]:
+    """The ``k`` most frequent n-grams, ties broken alphabetically (deterministic)."""
+    for special in FAIRSEQ_SPECIALS:
+        counter.pop(special, None)
+    if k <= 0 or not counter:
+        return []
+    if len(counter) > k:
+        counts = np.fromiter(counter.values(), dtype=np.int64, count=len(counter))
+        threshold = int(np.partition(counts, len(counts) - k)[len(counts) - k])
+        items = [(g, c) for g, c in counter.items() if c >= threshold]
+    else:
+        items = list(counter.items())
+    items.sort(key=lambda gc: (-gc[1], gc[0]))
+    return items[:k]
+
+
+def _chunk_tasks(paths: Sequence[str], workers: int) -> Tuple[List[Tuple[str, int, int]], int]:
+    sizes = [os.path.getsize(p) for p in paths]
+    total = sum(sizes) or 1
+    tasks = []
+    for path, size in zip(paths, sizes):
+        # each worker counts one contiguous range per file, so results merge once
+        n = max(1, round(workers * size / total)) if workers > 1 else 1
+        offsets = find_offsets(path, n)
+        tasks += [(path, a, b) for a, b in zip(offsets[:-1], offsets[1:])]
+    return tasks, sum(sizes)
+
+
+def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[int] = (1, 4),
+                tokenizer: str = "default", workers: int = 1,
+                max_in_memory: int = 5_000_000) -> NgramVocab:
+    """Count the n-grams of text files and keep the ``max_features`` most frequent.
+
+    Memory is bounded by ``max_in_memory`` distinct n-grams per worker: past
+    that, the rarest counts are pruned (the Misra-Gries/word2vec reduction),
+    which only affects n-grams near the bottom of a large vocabulary.  The
+    pruning threshold is recorded in the settings as ``pruned_below``.
+    """
+    lo, hi = _check_range(ngram_range)
+    get_tokenizer(tokenizer)
+    if max_features < 1:
+        raise ValueError("--max-features must be at least 1")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"input file not found: {p}")
+    tasks, total = _chunk_tasks(paths, workers)
+    results = map_chunks(
+        _count_chunk, [t + (tokenizer, lo, hi, max_in_memory) for t in tasks],
+        workers, total, "counting n-grams",
+    )
+    counters = sorted((r[0] for r in results), key=len, reverse=True)
+    merged = counters[0]
+    for c in counters[1:]:
+        merged.update(c)
+    pruned_below = max(r[1] for r in results)
+    num_lines = sum(r[2] for r in results)
+    _warn_bad_lines(tasks, results, lambda r: r[3])
+    distinct = len(merged)
+    entries = select_top(merged, max_features)
+    if pruned_below:
+        logger.warning(
+            "more than %d distinct n-grams per worker: counts below %d were pruned while "
+            "streaming; raise --max-ngrams-in-memory for exact counts", max_in_memory, pruned_below + 1
+        )
+    logger.info("%d lines, %d distinct n-grams kept in memory, vocabulary of %d",
+                num_lines, distinct, len(entries))
+    meta = {"max_features": max_features, "num_lines": num_lines,
+            "pruned_below": pruned_below, "inputs": [os.path.basename(p) for p in paths]}
+    return NgramVocab(entries, tokenizer, (lo, hi), meta)
+
+
+def _warn_bad_lines(tasks, results, get_bad) -> None:
+    """Log invalid-UTF-8 lines with file-level line numbers."""
+    line_base: Dict[str, int] = {}
+    bad: Dict[str, List[int]] = {}
+    for (path, *_), result in zip(tasks, results):
+        base = line_base.get(path, 0)
+        bad.setdefault(path, []).extend(base + i + 1 for i in get_bad(result))
+        line_base[path] = base + result[2]
+    for path, lines in bad.items():
+        warn_bad_utf8(path, lines)
+
+
+# ------------------------------------------------------------------ extraction
+
+
+@lru_cache(maxsize=2)
+def _cached_vocab(path: str, mtime: float) -> NgramVocab:
+    return NgramVocab.load(path)
+
+
+def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: int,
+                   part_path: str) -> None:
+    vocab = _cached_vocab(vocab_path, mtime)
+    keep = vocab.feature_set.__contains__
+    tokenize = TOKENIZERS[vocab.tokenizer]
+    lo, hi = vocab.ngram_range
+    report = DecodeReport()
+    with atomic_output(part_path, "w", encoding="utf-8", newline="\n") as out:
+        for text in iter_lines(path, start, end, report, progress_callback()):
+            out.write(" ".join(filter(keep, ngrams_text_order(tokenize(text), lo, hi))))
+            out.write("\n")
+    with open(part_path + ".json.tmp", "w") as f:
+        json.dump({"lines": report.num_lines, "bad_lines": report.bad_lines}, f)
+    os.replace(part_path + ".json.tmp", part_path + ".json")
+
+
+def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: int = 1,
+                   chunk_bytes: int = 32 << 20) -> int:
+    """Write the in-vocabulary features of every input line, one line each.
+
+    Work is split into line-aligned chunks written to ``OUTPUT.parts/``; a
+    rerun after a kill skips the finished chunks.  The output appears
+    atomically once every chunk is done and the line counts agree.
+    Returns the number of lines written.
+    """
+    vocab = NgramVocab.load(vocab_path)
+    mtime = os.path.getmtime(vocab_path)
+    _cached_vocab(vocab_path, mtime)  # forked workers inherit the loaded vocabulary
+    if not os.path.isfile(input_path):
+        raise FileNotFoundError(f"input file not found: {input_path}")
+    size = os.path.getsize(input_path)
+    offsets = find_offsets(input_path, max(workers, size // chunk_bytes + 1))
+    parts_dir = output_path + ".parts"
+    manifest = {
+        "input": os.path.abspath(input_path), "size": size,
+        "mtime": os.path.getmtime(input_path), "vocab": os.path.abspath(vocab_path),
+        "vocab_mtime": mtime, "offsets": offsets,
+    }
+    _prepare_parts_dir(parts_dir, manifest)
+    tasks, done = [], []
+    for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:])):
+        part = os.path.join(parts_dir, f"part-{i:05d}")
+        if os.path.exists(part) and os.path.exists(part + ".json"):
+            done.append(i)
+        else:
+            tasks.append((vocab_path, mtime, input_path, a, b, part))
+    if done:
+        logger.info("resuming: %d of %d chunks already done", len(done), len(offsets) - 1)
+    todo_bytes = sum(t[4] - t[3] for t in tasks)
+    map_chunks(_extract_chunk, tasks, workers, todo_bytes, "extracting n-grams")
+
+    bad, written = [], 0
+    with atomic_output(output_path, "wb") as out:
+        for i in range(len(offsets) - 1):
+            part = os.path.join(parts_dir, f"part-{i:05d}")
+            with open(part + ".json") as f:
+                info = json.load(f)
+            bad += [written + j + 1 for j in info["bad_lines"]]
+            written += info["lines"]
+            with open(part, "rb") as f:
+                while True:
+                    buf = f.read(1 << 24)
+                    if not buf:
+                        break
+                    out.write(buf)
+        expected = count_lines(input_path)
+        if written != expected:  # never leave a misaligned output behind
+            raise RuntimeError(f"{output_path}: wrote {written} lines for {expected} input lines")
+    _remove_parts_dir(parts_dir)
+    warn_bad_utf8(input_path, bad)
+    logger.info("%s: %d lines -> %s", input_path, written, output_path)
+    return written
+
+
+def _prepare_parts_dir(parts_dir: str, manifest: dict) -> None:
+    path = os.path.join(parts_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f) == json.loads(json.dumps(manifest)):
+                return
+        logger.info("%s belongs to other inputs; starting over", parts_dir)
+        _remove_parts_dir(parts_dir)
+    os.makedirs(parts_dir, exist_ok=True)
+    with atomic_output(path, "w") as f:
+        json.dump(manifest, f)
+
+
+def _remove_parts_dir(parts_dir: str) -> None:
+    if os.path.isdir(parts_dir):
+        for name in os.listdir(parts_dir):
+            os.unlink(os.path.join(parts_dir, name))
+        os.rmdir(parts_dir)

@@ -1,0 +1,226 @@
+"""Line-exact text reading, atomic output and chunked parallel processing.
+
+Line semantics used by every tool of the plugin (documented in the README):
+
+* a line ends at ``\\n`` only; a trailing ``\\r`` is removed, a lone ``\\r``
+  inside a line is kept as text (it is whitespace to the tokenizers);
+* a byte-order mark (U+FEFF) at the start of a line is removed;
+* bytes that are not valid UTF-8 are decoded as U+FFFD, counted and
+  reported with their line numbers; the line itself is kept, so outputs
+  always have exactly one line per input line;
+* a last line without a final newline is still a line; an empty file has
+  no lines.
+"""
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+BOM = "\ufeff"
+_PROGRESS_EVERY_BYTES = 1 << 20
+
+
+@dataclass
+class DecodeReport:
+    """Line numbers (0-based, within a chunk) whose bytes were not valid UTF-8."""
+
+    bad_lines: List[int] = field(default_factory=list)
+    num_lines: int = 0
+
+
+def decode_line(raw: bytes, lineno: int, report: Optional[DecodeReport]) -> str:
+    """Decode one raw line (without its ``\\n``) following the rules above."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        if report is not None:
+            report.bad_lines.append(lineno)
+    if text.startswith(BOM):
+        text = text[1:]
+    return text
+
+
+def iter_raw_lines(path: str, start: int = 0, end: Optional[int] = None,
+                   progress: Optional[Callable[[int], None]] = None) -> Iterator[bytes]:
+    """Yield the raw lines (no ``\\n``) of ``path`` between byte offsets."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos, pending = start, 0
+        for raw in f:
+            if end is not None and pos >= end:
+                break
+            pos += len(raw)
+            pending += len(raw)
+            if progress is not None and pending >= _PROGRESS_EVERY_BYTES:
+                progress(pending)
+                pending = 0
+            yield raw[:-1] if raw.endswith(b"\n") else raw
+        if progress is not None and pending:
+            progress(pending)
+
+
+def iter_lines(path: str, start: int = 0, end: Optional[int] = None,
+               report: Optional[DecodeReport] = None,
+               progress: Optional[Callable[[int], None]] = None) -> Iterator[str]:
+    """Yield decoded lines of ``path`` (see module docstring for the rules)."""
+    for i, raw in enumerate(iter_raw_lines(path, start, end, progress)):
+        if report is not None:
+            report.num_lines = i + 1
+        yield decode_line(raw, i, report)
+
+
+def read_lines(path: str) -> List[str]:
+    """All lines of a (small) file, decoded like :func:`iter_lines`.
+
+    Invalid UTF-8 is refused here, naming the file and line, because small
+    files (labels, dictionaries, prediction inputs) are meant to be exact.
+    """
+    report = DecodeReport()
+    lines = list(iter_lines(path, report=report))
+    if report.bad_lines:
+        raise ValueError(
+            f"{path}: line {report.bad_lines[0] + 1} is not valid UTF-8 "
+            f"({len(report.bad_lines)} such lines)"
+        )
+    return lines
+
+
+def count_lines(path: str) -> int:
+    """Number of lines as :func:`iter_lines` sees them."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while True:
+            buf = f.read(1 << 24)
+            if not buf:
+                break
+            n += buf.count(b"\n")
+            last = buf[-1:]
+    return n + (0 if last == b"\n" else 1)
+
+
+def find_offsets(path: str, num_chunks: int) -> List[int]:
+    """Byte offsets splitting ``path`` into at most ``num_chunks`` line-aligned chunks."""
+    size = os.path.getsize(path)
+    num_chunks = max(1, min(num_chunks, size or 1))
+    offsets = [0]
+    with open(path, "rb") as f:
+        for i in range(1, num_chunks):
+            f.seek(max(size * i // num_chunks, offsets[-1]))
+            if f.tell() > 0:
+                f.seek(f.tell() - 1)
+                f.readline()  # move to the start of the next line
+            pos = f.tell()
+            if pos > offsets[-1] and pos < size:
+                offsets.append(pos)
+    offsets.append(size)
+    return offsets
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "w", **open_kwargs):
+    """Write ``path`` through a temporary file renamed into place on success.
+
+    A crash or an exception leaves any earlier ``path`` untouched and no
+    partial file behind.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_path(path: str) -> str:
+    """A temporary sibling of ``path`` for writers that need a file name (np.save)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+# ---------------------------------------------------------------- parallel map
+
+_progress_value = None
+
+
+def _init_worker(value):
+    global _progress_value
+    _progress_value = value
+
+
+def _report_progress(nbytes: int) -> None:
+    if _progress_value is not None:
+        with _progress_value.get_lock():
+            _progress_value.value += nbytes
+
+
+def progress_callback() -> Callable[[int], None]:
+    """The byte-progress reporter for code running inside :func:`map_chunks`."""
+    return _report_progress
+
+
+def map_chunks(fn: Callable, tasks: Sequence[Tuple], workers: int, total_bytes: int,
+               desc: str) -> list:
+    """Run ``fn(*task)`` for every task in ``workers`` processes, in order.
+
+    ``fn`` reports processed bytes through :func:`progress_callback`; a tqdm
+    bar over ``total_bytes`` shows them.  With one worker everything runs in
+    this process (no pickling, easy debugging).
+    """
+    global _progress_value
+    value = mp.Value("q", 0)
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc,
+               disable=None, mininterval=1.0)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            _init_worker(value)
+            results = []
+            for task in tasks:
+                results.append(fn(*task))
+                bar.update(value.value - bar.n)
+            return results
+        with mp.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(value,)) as pool:
+            pending = pool.starmap_async(fn, tasks, chunksize=1)
+            while not pending.ready():
+                pending.wait(0.5)
+                bar.update(value.value - bar.n)
+            results = pending.get()
+        bar.update(value.value - bar.n)
+        return results
+    finally:
+        _progress_value = None
+        bar.close()
+
+
+def format_line_list(lines: Sequence[int], limit: int = 5) -> str:
+    """'3, 17, 20 and 4 more' for 1-based line numbers."""
+    shown = ", ".join(str(n) for n in lines[:limit])
+    more = len(lines) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def warn_bad_utf8(path: str, lines: Sequence[int]) -> None:
+    """Log the (1-based) lines of ``path`` whose invalid bytes became U+FFFD."""
+    if len(lines) == 1:
+        logger.warning("%s: line %d is not valid UTF-8; its bad bytes were read as U+FFFD", path, lines[0])
+    elif lines:
+        logger.warning("%s: %d lines are not valid UTF-8 (lines %s); their bad bytes were read as U+FFFD",
+                       path, len(lines), format_line_list(lines))

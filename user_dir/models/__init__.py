@@ -1,0 +1,1 @@
+from . import dan  # noqa: F401

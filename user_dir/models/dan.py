@@ -1,0 +1,228 @@
+"""Deep averaging network (DAN) over sparse n-gram features (Ye et al., NAACL 2022).
+
+An input is a bag of feature ids.  The encoder looks up one embedding per
+feature, pools them (``mean``, ``max``, ``sum`` or additive attention;
+padding never takes part) and a RoBERTa-style head maps the pooled vector to
+class logits: dropout -> dense -> activation -> dropout -> out_proj.
+
+The embedding table is the large part (up to millions of rows).  Its
+gradient is sparse when the optimizer is ``mixed_adam`` (or ``sgd``), so a
+step touches only the rows of the batch's features.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import (
+    FairseqEncoder,
+    FairseqEncoderModel,
+    register_model,
+    register_model_architecture,
+)
+from omegaconf import II
+
+logger = logging.getLogger(__name__)
+
+POOLING_CHOICES = ChoiceEnum(["mean", "max", "sum", "attn"])
+ACTIVATION_CHOICES = ChoiceEnum(["tanh", "relu"])
+# optimizers that accept sparse gradients
+SPARSE_OPTIMIZERS = ("mixed_adam", "sgd")
+
+
+@dataclass
+class FeatureBasedLinearModelConfig(FairseqDataclass):
+    encoder_embed_dim: int = field(default=64, metadata={"help": "feature embedding dimension"})
+    hidden_dim: int = field(default=64, metadata={"help": "inner dimension of the classification head"})
+    embed_bag_mode: POOLING_CHOICES = field(
+        default="mean", metadata={"help": "pooling of the feature embeddings (padding is ignored)"}
+    )
+    attn_dim: int = field(default=64, metadata={"help": "hidden size of the attention scorer (attn pooling)"})
+    pooler_dropout: float = field(default=0.1, metadata={"help": "dropout in the classification head"})
+    pooler_activation_fn: ACTIVATION_CHOICES = field(
+        default="tanh", metadata={"help": "activation of the classification head"}
+    )
+    sparse_embedding: ChoiceEnum(["auto", "yes", "no"]) = field(
+        default="auto",
+        metadata={"help": "sparse gradients for the embedding table; auto: yes with "
+                          "--optimizer mixed_adam or sgd, no otherwise"},
+    )
+    max_positions: int = II("task.max_positions")
+    optimizer_name: Optional[str] = II("optimizer._name")
+
+
+class AttentivePooling(nn.Module):
+    """Additive attention over the features of a bag, padding masked out."""
+
+    def __init__(self, embed_dim: int, attn_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, attn_dim)
+        self.score = nn.Linear(attn_dim, 1, bias=False)
+
+    def forward(self, x, pad_mask):
+        scores = self.score(torch.tanh(self.proj(x))).squeeze(-1)
+        scores = scores.masked_fill(pad_mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        weights = torch.nan_to_num(weights, nan=0.0)  # empty bags: all -inf
+        return torch.bmm(weights.unsqueeze(1), x).squeeze(1)
+
+
+class DANEncoder(FairseqEncoder):
+    """Feature ids [B, T] (right-padded) -> pooled embedding [B, D]."""
+
+    def __init__(self, cfg, dictionary, sparse: bool):
+        super().__init__(dictionary)
+        self.cfg = cfg
+        self.padding_idx = dictionary.pad()
+        self.mode = cfg.embed_bag_mode
+        self.sparse = sparse
+        self.embed_tokens = nn.Embedding(len(dictionary), cfg.encoder_embed_dim,
+                                         padding_idx=self.padding_idx, sparse=sparse)
+        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=cfg.encoder_embed_dim ** -0.5)
+        with torch.no_grad():
+            self.embed_tokens.weight[self.padding_idx].zero_()
+        # mixed_adam sends parameters carrying this mark to SparseAdam
+        self.embed_tokens.weight.param_group = "sparse" if sparse else "default"
+        self.attn = AttentivePooling(cfg.encoder_embed_dim, cfg.attn_dim) if self.mode == "attn" else None
+
+    def forward(self, src_tokens, src_lengths=None, **unused):
+        weight = self.embed_tokens.weight
+        if self.mode in ("mean", "sum"):
+            # embedding_bag skips padding_idx: an empty bag pools to zeros
+            return F.embedding_bag(src_tokens, weight, mode=self.mode, sparse=self.sparse,
+                                   padding_idx=self.padding_idx)
+        pad_mask = src_tokens.eq(self.padding_idx)
+        x = F.embedding(src_tokens, weight, padding_idx=self.padding_idx, sparse=self.sparse)
+        if self.mode == "max":
+            x = x.masked_fill(pad_mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+            return x.masked_fill(pad_mask.all(dim=1, keepdim=True), 0.0)
+        return self.attn(x, pad_mask)
+
+    def max_positions(self):
+        return self.cfg.max_positions
+
+
+class DANClassificationHead(nn.Module):
+    """dropout -> dense -> activation -> dropout -> out_proj (RoBERTa's head layout)."""
+
+    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout):
+        super().__init__()
+        self.dense = nn.Linear(input_dim, inner_dim)
+        self.activation_fn = utils.get_activation_fn(activation_fn)
+        self.dropout = nn.Dropout(p=pooler_dropout)
+        self.out_proj = nn.Linear(inner_dim, num_classes)
+
+    def forward(self, features, **kwargs):
+        x = self.dropout(features)
+        x = self.activation_fn(self.dense(x))
+        x = self.dropout(x)
+        return self.out_proj(x)
+
+
+@register_model("feature_based_linear_model", dataclass=FeatureBasedLinearModelConfig)
+class FeatureBasedLinearModel(FairseqEncoderModel):
+    """The sparse-distillation DAN for single texts."""
+
+    num_inputs = 1
+
+    def __init__(self, cfg, encoder):
+        super().__init__(encoder)
+        self.cfg = cfg
+        self.classification_heads = nn.ModuleDict()
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        n_task = len(getattr(task, "input_keys", ("input0",)))
+        if n_task != cls.num_inputs:
+            other = "feature_based_linear_biencoder_model" if n_task == 2 else "feature_based_linear_model"
+            raise ValueError(f"--arch {cls.__name__} takes {cls.num_inputs} input(s) per example but "
+                             f"the task gives {n_task}: use a {other} architecture")
+        if cfg.sparse_embedding == "auto":
+            sparse = cfg.optimizer_name in SPARSE_OPTIMIZERS
+        else:
+            sparse = cfg.sparse_embedding == "yes"
+        logger.info("feature embedding: %d x %d, sparse gradients: %s",
+                    len(task.source_dictionary), cfg.encoder_embed_dim, sparse)
+        return cls(cfg, DANEncoder(cfg, task.source_dictionary, sparse))
+
+    def encode(self, src_tokens, src_lengths=None, **kwargs):
+        return self.encoder(src_tokens, src_lengths)
+
+    def forward(self, src_tokens, src_lengths=None, features_only=False, return_all_hiddens=False,
+                classification_head_name=None, **kwargs):
+        x = self.encode(src_tokens, src_lengths, **kwargs)
+        if classification_head_name is not None:
+            x = self.classification_heads[classification_head_name](x)
+        return x, {}
+
+    @property
+    def head_input_dim(self):
+        return self.cfg.encoder_embed_dim * (1 if self.num_inputs == 1 else 4)
+
+    def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
+        self.classification_heads[name] = DANClassificationHead(
+            self.head_input_dim, inner_dim or self.cfg.hidden_dim, num_classes,
+            self.cfg.pooler_activation_fn, self.cfg.pooler_dropout,
+        )
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name else ""
+        key = prefix + "encoder.embed_tokens.weight"
+        if key in state_dict:
+            saved, current = state_dict[key].size(0), len(self.encoder.dictionary)
+            if saved != current:
+                raise ValueError(
+                    f"the checkpoint's feature embedding has {saved} rows but the feature "
+                    f"dictionary (input0/dict.txt) has {current} entries: load the checkpoint "
+                    f"with the data-bin it was trained on"
+                )
+        for head_name, head in self.classification_heads.items():
+            key = f"{prefix}classification_heads.{head_name}.out_proj.weight"
+            if key in state_dict and state_dict[key].size(0) != head.out_proj.out_features:
+                raise ValueError(
+                    f"the checkpoint's head {head_name!r} has {state_dict[key].size(0)} classes "
+                    f"but the task has {head.out_proj.out_features}"
+                )
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
+                        data_name_or_path=".", **kwargs):
+        """Load a trained student for raw-text prediction (see hub_interface)."""
+        from .hub_interface import DANHubInterface
+
+        return DANHubInterface.from_pretrained(model_name_or_path, checkpoint_file,
+                                               data_name_or_path, **kwargs)
+
+
+@register_model("feature_based_linear_biencoder_model", dataclass=FeatureBasedLinearModelConfig)
+class FeatureBasedLinearBiencoderModel(FeatureBasedLinearModel):
+    """The DAN for text pairs: one shared encoder, head over [u, v, u*v, |u-v|]."""
+
+    num_inputs = 2
+
+    def encode(self, src_tokens, src_lengths=None, src_tokens1=None, src_lengths1=None, **kwargs):
+        if src_tokens1 is None:
+            raise ValueError("the bi-encoder needs src_tokens1 (the second text of each pair)")
+        u = self.encoder(src_tokens, src_lengths)
+        v = self.encoder(src_tokens1, src_lengths1)
+        return torch.cat([u, v, u * v, (u - v).abs()], dim=-1)
+
+
+@register_model_architecture("feature_based_linear_model", "dan_paper")
+def dan_paper(args):
+    """The paper's DAN: 1000-dimensional embeddings and head, mean pooling."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1000)
+    args.hidden_dim = getattr(args, "hidden_dim", args.encoder_embed_dim)
+    args.embed_bag_mode = getattr(args, "embed_bag_mode", "mean")
+    args.pooler_dropout = getattr(args, "pooler_dropout", 0.1)
+
+
+@register_model_architecture("feature_based_linear_biencoder_model", "dan_paper_biencoder")
+def dan_paper_biencoder(args):
+    dan_paper(args)

@@ -1,0 +1,99 @@
+"""Raw text in, labels and probabilities out, for a trained DAN student.
+
+    from user_dir.models.dan import FeatureBasedLinearModel
+    dan = FeatureBasedLinearModel.from_pretrained("checkpoints", "checkpoint_best.pt", "data-bin")
+    dan.predict(["a gorgeous , witty film"])          # -> ['1']
+    dan.predict_proba(["a gorgeous , witty film"])    # -> array([[0.03, 0.97]])
+
+For pair models, pass ``(text_a, text_b)`` tuples.  The n-gram settings come
+from ``data-bin/input0/ngrams.json`` (the ``VOCAB.json`` of
+``distill-ngram-dict``), the features from ``input0/dict.txt``.
+"""
+
+import os
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from fairseq.data import data_utils
+
+from ..data.ngrams import Featurizer
+
+Text = Union[str, Sequence[str]]
+
+
+class DANHubInterface(nn.Module):
+    def __init__(self, cfg, task, model):
+        super().__init__()
+        self.cfg = cfg
+        self.task = task
+        self.model = model
+        self.model.eval()
+        if task.ngram_settings is None:
+            raise ValueError(
+                f"{os.path.join(task.cfg.data, 'input0', 'ngrams.json')} not found: copy the "
+                f"VOCAB.json written by distill-ngram-dict there to predict from raw text"
+            )
+        self.featurize = Featurizer(task.ngram_settings, task.source_dictionary.indices,
+                                    task.cfg.max_positions)
+        self.classes: List[str] = list(task.classes)
+        self.head = task.cfg.classification_head_name
+        self.num_inputs = len(task.input_keys)
+        self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, checkpoint_file: str = "checkpoint_best.pt",
+                        data_name_or_path: str = ".", **overrides) -> "DANHubInterface":
+        from fairseq import checkpoint_utils
+
+        data = data_name_or_path
+        if not os.path.isabs(data) and os.path.isdir(os.path.join(model_dir, data)):
+            data = os.path.join(model_dir, data)
+        path = checkpoint_file if os.path.isabs(checkpoint_file) else os.path.join(model_dir, checkpoint_file)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [path], arg_overrides={"data": os.path.abspath(data), **overrides}
+        )
+        return cls(cfg, task, models[0])
+
+    @property
+    def device(self):
+        return self._float_tensor.device
+
+    def _split(self, texts: Sequence[Text]) -> List[List[str]]:
+        if self.num_inputs == 1:
+            if any(not isinstance(t, str) for t in texts):
+                raise ValueError("this model classifies single texts: pass strings")
+            return [list(texts)]
+        if any(isinstance(t, str) or len(t) != 2 for t in texts):
+            raise ValueError("this model classifies pairs: pass (text_a, text_b) tuples")
+        return [[t[0] for t in texts], [t[1] for t in texts]]
+
+    def encode(self, texts: Sequence[Text]) -> dict:
+        """The model's ``net_input`` for a batch of raw texts."""
+        pad = self.task.source_dictionary.pad()
+        net_input = {}
+        for i, side in enumerate(self._split(texts)):
+            ids = [torch.tensor(self.featurize(t), dtype=torch.long) for t in side]
+            suffix = "" if i == 0 else str(i)
+            net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(self.device)
+            net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=self.device)
+        return net_input
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            net_input = self.encode(texts[start:start + batch_size])
+            x, _ = self.model(**net_input, features_only=True, classification_head_name=self.head)
+            out.append(x.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
+        logits = self.logits(texts, batch_size)
+        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+    def predict(self, texts: Sequence[Text], batch_size: int = 1024) -> List[str]:
+        return [self.classes[i] for i in self.logits(texts, batch_size).argmax(axis=-1)]

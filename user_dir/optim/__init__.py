@@ -1,0 +1,1 @@
+from . import mixed_adam  # noqa: F401

@@ -1,0 +1,89 @@
+"""Raw-text prediction with a trained student (the library side of distill-predict)."""
+
+import json
+import logging
+import os
+import time
+from typing import List, Optional, Sequence, Tuple
+
+from .data.text_io import DecodeReport, atomic_output, iter_lines, warn_bad_utf8
+
+logger = logging.getLogger(__name__)
+
+
+def read_examples(path: str, fmt: str = "text", text_columns: Sequence[int] = (0,),
+                  label_column: Optional[int] = None, header: bool = False
+                  ) -> Tuple[list, Optional[List[str]]]:
+    """Texts (strings, or tuples for pairs) and optional labels of a text or TSV file.
+
+    ``text`` format: one example per line, every line kept (empty ones too).
+    ``tsv`` format: tab-separated columns picked by 0-based index; a row with
+    too few columns is refused with its line number.
+    """
+    if fmt not in ("text", "tsv"):
+        raise ValueError(f"unknown input format {fmt!r}: text or tsv")
+    if fmt == "text" and (label_column is not None or len(text_columns) != 1):
+        raise ValueError("--label-column and pairs need --input-format tsv")
+    report = DecodeReport()
+    texts, labels = [], [] if label_column is not None else None
+    needed = max([*text_columns, label_column if label_column is not None else 0]) + 1
+    for i, line in enumerate(iter_lines(path, report=report)):
+        if header and i == 0:
+            continue
+        if fmt == "text":
+            texts.append(line)
+            continue
+        cols = line.split("\t")
+        if len(cols) < needed:
+            raise ValueError(f"{path}: line {i + 1} has {len(cols)} tab-separated columns, "
+                             f"column {needed - 1} (0-based) is needed")
+        side = [cols[c] for c in text_columns]
+        texts.append(side[0] if len(side) == 1 else tuple(side))
+        if labels is not None:
+            labels.append(cols[label_column].strip())
+    warn_bad_utf8(path, [n + 1 for n in report.bad_lines])
+    return texts, labels
+
+
+def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "text",
+                 text_columns: Sequence[int] = (0,), label_column: Optional[int] = None,
+                 header: bool = False, output_format: str = "tsv", batch_size: int = 1024) -> dict:
+    """Predict every example of ``input_path``; write labels and probabilities.
+
+    Returns ``{"examples", "seconds", "sentences_per_second"}`` plus
+    ``"accuracy"`` when labels are given (unknown labels are refused).
+    """
+    texts, labels = read_examples(input_path, fmt, text_columns, label_column, header)
+    if labels is not None:
+        unknown = [(n, lab) for n, lab in enumerate(labels, 2 if header else 1) if lab not in hub.classes]
+        if unknown:
+            n, lab = unknown[0]
+            raise ValueError(f"{input_path}: line {n} has label {lab!r}, not one of {hub.classes}")
+    start = time.perf_counter()
+    probs = hub.predict_proba(texts, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    preds = [hub.classes[i] for i in probs.argmax(axis=-1)] if len(texts) else []
+    if output_path:
+        with atomic_output(output_path, "w", encoding="utf-8", newline="\n") as f:
+            write_predictions(f, preds, probs, hub.classes, output_format)
+    result = {"examples": len(texts), "seconds": round(seconds, 4),
+              "sentences_per_second": round(len(texts) / seconds, 1) if seconds > 0 else None}
+    if labels is not None and labels:
+        result["accuracy"] = round(100.0 * sum(p == g for p, g in zip(preds, labels)) / len(labels), 2)
+    return result
+
+
+def write_predictions(f, preds, probs, classes, output_format: str) -> None:
+    if output_format == "tsv":
+        f.write("\t".join(["label"] + [f"p_{c}" for c in classes]) + "\n")
+        for label, row in zip(preds, probs):
+            f.write("\t".join([label] + [f"{p:.6f}" for p in row]) + "\n")
+    elif output_format == "jsonl":
+        for label, row in zip(preds, probs):
+            f.write(json.dumps({"label": label, "probs": dict(zip(classes, map(float, row)))}) + "\n")
+    else:
+        raise ValueError(f"unknown output format {output_format!r}: tsv or jsonl")
+
+
+def guess_format(path: str) -> str:
+    return "tsv" if os.path.splitext(path)[1].lower() == ".tsv" else "text"

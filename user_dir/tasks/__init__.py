@@ -1,0 +1,1 @@
+from . import feature_based_sentence_prediction  # noqa: F401
