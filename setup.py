@@ -30,6 +30,7 @@ setup(
             "distill-ngram-dict = user_dir.cli.ngram_dict:cli_main",
             "distill-extract-ngrams = user_dir.cli.extract_ngrams:cli_main",
             "distill-predict = user_dir.cli.predict:cli_main",
+            "distill-flags = user_dir.cli.flags:cli_main",
         ],
     },
 )

@@ -25,7 +25,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes (default: 1)")
     p.add_argument("--max-ngrams-in-memory", type=int, default=5_000_000, metavar="M",
                    help="distinct n-grams each worker holds before pruning the rarest "
-                   "(about 200 bytes each; default: 5000000)")
+                   "(about 50 bytes each; default: 5000000)")
     return p
 
 

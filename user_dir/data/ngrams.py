@@ -26,13 +26,26 @@ import json
 import logging
 import os
 import re
-from collections import Counter
 from functools import lru_cache
 from itertools import chain
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .ngram_table import (
+    NONE,
+    NgramTable,
+    RowLookup,
+    TokenIndex,
+    encode_lines,
+    n_words,
+    ngram_starts,
+    pack,
+    pack_ids,
+    remap_rows,
+    token_ids_of,
+    unpack,
+)
 from .text_io import (
     DecodeReport,
     atomic_output,
@@ -51,30 +64,41 @@ VOCAB_FORMAT = "distill-ngram-vocab/1"
 # fairseq's own symbols: a feature with one of these names would clash in dict.txt
 FAIRSEQ_SPECIALS = frozenset(["<s>", "<pad>", "</s>", "<unk>"])
 
-_DEFAULT_RE = re.compile(r"\w+(?:'\w+)*|'\w+|[^\w\s\ufffd]")
-_SKLEARN_RE = re.compile(r"(?u)\b\w\w+\b")
-
-
-def _default_tokenize(text: str) -> List[str]:
-    return _DEFAULT_RE.findall(text.replace(JOINER, " ").lower())
-
-
-def _sklearn_tokenize(text: str) -> List[str]:
-    return _SKLEARN_RE.findall(text.replace(JOINER, " ").lower())
-
-
-def _whitespace_tokenize(text: str) -> List[str]:
-    return text.replace(JOINER, " ").split()
-
-
-TOKENIZERS: Dict[str, Callable[[str], List[str]]] = {
-    "default": _default_tokenize,
-    "sklearn": _sklearn_tokenize,
-    "whitespace": _whitespace_tokenize,
+# name -> (token pattern, lower-case first)
+_TOKEN_PATTERNS = {
+    "default": (r"\w+(?:'\w+)*|'\w+|[^\w\s\ufffd]", True),
+    "sklearn": (r"(?u)\b\w\w+\b", True),
+    "whitespace": (r"\S+", False),
 }
 
 
-def get_tokenizer(name: str) -> Callable[[str], List[str]]:
+class _Tokenizer:
+    """One tokenizer, for a single text or for a batch of lines at once."""
+
+    def __init__(self, pattern: str, lower: bool):
+        self.regex = re.compile(pattern)
+        # one regex pass over a whole batch, "\n" marking the line ends
+        self.batch_regex = re.compile(pattern + "|\n")
+        self.lower = lower
+
+    def _prepare(self, text: str) -> str:
+        text = text.replace(JOINER, " ")
+        return text.lower() if self.lower else text
+
+    def __call__(self, text: str) -> List[str]:
+        return self.regex.findall(self._prepare(text))
+
+    def batch(self, lines: Sequence[str]) -> List[str]:
+        """Tokens of all lines, each line followed by a "\n" token."""
+        if not lines:
+            return []
+        return self.batch_regex.findall(self._prepare("\n".join(lines) + "\n"))
+
+
+TOKENIZERS: Dict[str, _Tokenizer] = {name: _Tokenizer(*spec) for name, spec in _TOKEN_PATTERNS.items()}
+
+
+def get_tokenizer(name: str) -> _Tokenizer:
     try:
         return TOKENIZERS[name]
     except KeyError:
@@ -86,19 +110,6 @@ def _check_range(ngram_range: Sequence[int]) -> Tuple[int, int]:
     if not 1 <= lo <= hi:
         raise ValueError(f"bad n-gram range {lo} {hi}: need 1 <= MIN <= MAX")
     return lo, hi
-
-
-def ngrams_any_order(tokens: List[str], lo: int, hi: int) -> Iterable[str]:
-    """All n-grams of ``tokens`` for ``lo <= n <= hi`` (order unspecified; for counting)."""
-    parts = []
-    for n in range(lo, hi + 1):
-        if n > len(tokens):
-            break
-        if n == 1:
-            parts.append(tokens)
-        else:
-            parts.append(map(JOINER.join, zip(*[tokens[k:] for k in range(n)])))
-    return chain.from_iterable(parts)
 
 
 def ngrams_text_order(tokens: List[str], lo: int, hi: int) -> Iterable[Optional[str]]:
@@ -223,52 +234,55 @@ class Featurizer:
 
 # -------------------------------------------------------------------- counting
 
-
-def _prune(counter: Counter, min_count: int) -> None:
-    for gram in [g for g, c in counter.items() if c < min_count]:
-        del counter[gram]
+_BATCH_LINES = 20000
 
 
 def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: int,
-                 max_in_memory: int) -> Tuple[Counter, int, int, List[int]]:
-    """Count n-grams of one byte range; prune rare ones to stay in memory."""
+                 max_in_memory: int):
+    """Count n-grams of one byte range; prune rare ones to stay in memory.
+
+    Returns the chunk's tokens (id order), its packed n-gram rows and counts,
+    the pruning threshold, the number of lines and the invalid-UTF-8 lines.
+    """
     tokenize = TOKENIZERS[tokenizer]
-    counter: Counter = Counter()
+    index = TokenIndex()
+    words = n_words(hi)
+    table = NgramTable(words)
     report = DecodeReport()
     pruned_below = 0
     batch: List[str] = []
 
     def flush():
         nonlocal pruned_below
-        counter.update(chain.from_iterable(ngrams_any_order(tokenize(t), lo, hi) for t in batch))
+        flat, line_of = encode_lines(tokenize.batch(batch), index)
         batch.clear()
-        # word2vec-style reduction: drop the rarest counts until half the budget
-        # is free, so that pruning (a full pass) stays infrequent
-        if len(counter) > max_in_memory:
-            while len(counter) > max_in_memory // 2:
+        table.add(np.concatenate([pack(flat, ngram_starts(line_of, n), n, words) for n in range(lo, hi + 1)]))
+        if len(table) > max_in_memory:
+            # word2vec-style reduction: drop the rarest counts until half the
+            # budget is free, so that pruning stays infrequent
+            table.merge()
+            while len(table) > max_in_memory // 2:
                 pruned_below += 1
-                _prune(counter, pruned_below + 1)
+                table.prune(pruned_below + 1)
 
     for text in iter_lines(path, start, end, report, progress_callback()):
         batch.append(text)
-        if len(batch) >= 20000:
+        if len(batch) >= _BATCH_LINES:
             flush()
     flush()
-    return counter, pruned_below, report.num_lines, report.bad_lines
+    table.merge()
+    return list(index), table.rows, table.counts, pruned_below, report.num_lines, report.bad_lines
 
 
-def select_top(counter: Counter, k: int) -> List[Tuple[str, int]]:
+def _select_top(rows: np.ndarray, counts: np.ndarray, tokens: List[str], k: int) -> List[Tuple[str, int]]:
     """The ``k`` most frequent n-grams, ties broken alphabetically (deterministic)."""
-    for special in FAIRSEQ_SPECIALS:
-        counter.pop(special, None)
-    if k <= 0 or not counter:
-        return []
-    if len(counter) > k:
-        counts = np.fromiter(counter.values(), dtype=np.int64, count=len(counter))
-        threshold = int(np.partition(counts, len(counts) - k)[len(counts) - k])
-        items = [(g, c) for g, c in counter.items() if c >= threshold]
-    else:
-        items = list(counter.items())
+    if len(counts) > k:
+        threshold = np.partition(counts, len(counts) - k)[len(counts) - k]
+        keep = counts >= threshold
+        rows, counts = rows[keep], counts[keep]
+    none = int(NONE)
+    items = [(JOINER.join(tokens[i] for i in ids if i != none), c)
+             for ids, c in zip(unpack(rows).tolist(), counts.tolist())]
     items.sort(key=lambda gc: (-gc[1], gc[0]))
     return items[:k]
 
@@ -290,8 +304,9 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
                 max_in_memory: int = 5_000_000) -> NgramVocab:
     """Count the n-grams of text files and keep the ``max_features`` most frequent.
 
-    Memory is bounded by ``max_in_memory`` distinct n-grams per worker: past
-    that, the rarest counts are pruned (the Misra-Gries/word2vec reduction),
+    Memory is bounded by ``max_in_memory`` distinct n-grams per worker (a
+    packed row and a count, about 50 bytes each with sorting buffers): past
+    that, the rarest counts are pruned (word2vec's vocabulary reduction),
     which only affects n-grams near the bottom of a large vocabulary.  The
     pruning threshold is recorded in the settings as ``pruned_below``.
     """
@@ -307,15 +322,24 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
         _count_chunk, [t + (tokenizer, lo, hi, max_in_memory) for t in tasks],
         workers, total, "counting n-grams",
     )
-    counters = sorted((r[0] for r in results), key=len, reverse=True)
-    merged = counters[0]
-    for c in counters[1:]:
-        merged.update(c)
-    pruned_below = max(r[1] for r in results)
-    num_lines = sum(r[2] for r in results)
-    _warn_bad_lines(tasks, results, lambda r: r[3])
-    distinct = len(merged)
-    entries = select_top(merged, max_features)
+    # token ids differ between workers: map them to one index, then merge
+    index = TokenIndex()
+    words = n_words(hi)
+    table = NgramTable(words)
+    for tokens, rows, counts, *_ in results:
+        mapping = np.fromiter(map(index.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+        table.add(remap_rows(rows, mapping), counts)
+    table.merge()
+    rows, counts = table.rows, table.counts
+    specials = [[index[t]] for t in FAIRSEQ_SPECIALS if t in index]
+    if specials:
+        clash = RowLookup(pack_ids(specials, words)).find(rows) >= 0
+        rows, counts = rows[~clash], counts[~clash]
+    pruned_below = max(r[3] for r in results)
+    num_lines = sum(r[4] for r in results)
+    _warn_bad_lines(tasks, [(r[4], r[5]) for r in results])
+    distinct = len(rows)
+    entries = _select_top(rows, counts, list(index), max_features)
     if pruned_below:
         logger.warning(
             "more than %d distinct n-grams per worker: counts below %d were pruned while "
@@ -328,14 +352,14 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
     return NgramVocab(entries, tokenizer, (lo, hi), meta)
 
 
-def _warn_bad_lines(tasks, results, get_bad) -> None:
+def _warn_bad_lines(tasks, line_reports) -> None:
     """Log invalid-UTF-8 lines with file-level line numbers."""
     line_base: Dict[str, int] = {}
     bad: Dict[str, List[int]] = {}
-    for (path, *_), result in zip(tasks, results):
+    for (path, *_), (num_lines, bad_lines) in zip(tasks, line_reports):
         base = line_base.get(path, 0)
-        bad.setdefault(path, []).extend(base + i + 1 for i in get_bad(result))
-        line_base[path] = base + result[2]
+        bad.setdefault(path, []).extend(base + i + 1 for i in bad_lines)
+        line_base[path] = base + num_lines
     for path, lines in bad.items():
         warn_bad_utf8(path, lines)
 
@@ -344,21 +368,53 @@ def _warn_bad_lines(tasks, results, get_bad) -> None:
 
 
 @lru_cache(maxsize=2)
-def _cached_vocab(path: str, mtime: float) -> NgramVocab:
-    return NgramVocab.load(path)
+def _vocab_lookup(path: str, mtime: float):
+    """The vocabulary as token ids and packed rows, built once per process."""
+    vocab = NgramVocab.load(path)
+    strings = [g for g, _ in vocab.entries]
+    lookup, ids = token_ids_of(strings, JOINER)
+    words = n_words(vocab.ngram_range[1])
+    return vocab, strings, lookup, RowLookup(pack_ids(ids, words)), words
 
 
 def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: int,
                    part_path: str) -> None:
-    vocab = _cached_vocab(vocab_path, mtime)
-    keep = vocab.feature_set.__contains__
+    vocab, strings, lookup, table, words = _vocab_lookup(vocab_path, mtime)
+    # a batch's output is one join over: feature + " " (ids 0..K-1), feature + "\n"
+    # for the last feature of a line (K..2K-1), and "\n" for an empty line (2K)
+    pieces = [g + " " for g in strings] + [g + "\n" for g in strings] + ["\n"]
+    k = len(strings)
     tokenize = TOKENIZERS[vocab.tokenizer]
     lo, hi = vocab.ngram_range
     report = DecodeReport()
+    batch: List[str] = []
+
+    def flush(out):
+        flat, line_of = encode_lines(tokenize.batch(batch), lookup)
+        ends, lengths, feats = [], [], []
+        for n in range(lo, hi + 1):
+            starts = ngram_starts(line_of, n)
+            found = table.find(pack(flat, starts, n, words))
+            hit = found >= 0
+            ends.append(starts[hit] + (n - 1))
+            lengths.append(np.full(int(hit.sum()), n))
+            feats.append(found[hit])
+        end, length, feat = np.concatenate(ends), np.concatenate(lengths), np.concatenate(feats)
+        order = np.lexsort((length, end))  # text order: by end position, shorter first
+        per_line = np.bincount(line_of[end[order]], minlength=len(batch))
+        seq = feat[order]
+        line_ends = np.cumsum(per_line)
+        seq[line_ends[per_line > 0] - 1] += k
+        seq = np.insert(seq, line_ends[per_line == 0], 2 * k)
+        out.write("".join(map(pieces.__getitem__, seq.tolist())))
+        batch.clear()
+
     with atomic_output(part_path, "w", encoding="utf-8", newline="\n") as out:
         for text in iter_lines(path, start, end, report, progress_callback()):
-            out.write(" ".join(filter(keep, ngrams_text_order(tokenize(text), lo, hi))))
-            out.write("\n")
+            batch.append(text)
+            if len(batch) >= _BATCH_LINES:
+                flush(out)
+        flush(out)
     with open(part_path + ".json.tmp", "w") as f:
         json.dump({"lines": report.num_lines, "bad_lines": report.bad_lines}, f)
     os.replace(part_path + ".json.tmp", part_path + ".json")
@@ -373,9 +429,8 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
     atomically once every chunk is done and the line counts agree.
     Returns the number of lines written.
     """
-    vocab = NgramVocab.load(vocab_path)
     mtime = os.path.getmtime(vocab_path)
-    _cached_vocab(vocab_path, mtime)  # forked workers inherit the loaded vocabulary
+    _vocab_lookup(vocab_path, mtime)  # loads and checks it; forked workers inherit it
     if not os.path.isfile(input_path):
         raise FileNotFoundError(f"input file not found: {input_path}")
     size = os.path.getsize(input_path)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 from fairseq.data import indexed_dataset

@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+
+from user_dir.predict import predict_file, read_examples
+
+
+class StubHub:
+    """Predicts class '1' for texts containing 'good' (stands in for a trained DAN)."""
+
+    classes = ["0", "1"]
+
+    def predict_proba(self, texts, batch_size=1024):
+        good = np.array([("good" in (t if isinstance(t, str) else " ".join(t))) for t in texts], dtype=float)
+        return np.stack([1 - 0.9 * good - 0.05, 0.9 * good + 0.05], axis=1)
+
+
+def test_text_and_tsv_reading(tmp_path):
+    path = tmp_path / "x.tsv"
+    path.write_bytes(b"\xef\xbb\xbfsentence\tlabel\r\ngood film\t1\n\t0\nbad \xff\t0")
+    texts, labels = read_examples(str(path), "tsv", (0,), 1, header=True)
+    assert texts == ["good film", "", "bad \ufffd"] and labels == ["1", "0", "0"]
+    texts, labels = read_examples(str(path), "text")
+    assert len(texts) == 4 and labels is None
+    pairs, _ = read_examples(str(path), "tsv", (0, 1), None, header=True)
+    assert pairs[0] == ("good film", "1")
+
+
+def test_refusals(tmp_path):
+    path = tmp_path / "x.tsv"
+    path.write_text("a\t1\nb\n")
+    with pytest.raises(ValueError, match=r"x.tsv: line 2 has 1 tab-separated columns"):
+        read_examples(str(path), "tsv", (0,), 1)
+    path.write_text("good\t1\nbad\tneutral\n")
+    with pytest.raises(ValueError, match=r"x.tsv: line 2 has label 'neutral', not one of \['0', '1'\]"):
+        predict_file(StubHub(), str(path), None, "tsv", (0,), 1)
+    with pytest.raises(ValueError, match="need --input-format tsv"):
+        read_examples(str(path), "text", (0,), 1)
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl"])
+def test_outputs_and_accuracy(tmp_path, fmt):
+    path = tmp_path / "x.tsv"
+    path.write_text("good film\t1\nbad film\t0\ngood grief\t0\n")
+    out = tmp_path / f"pred.{fmt}"
+    result = predict_file(StubHub(), str(path), str(out), "tsv", (0,), 1, output_format=fmt)
+    assert result["examples"] == 3 and result["accuracy"] == pytest.approx(66.67)
+    lines = out.read_text().splitlines()
+    if fmt == "tsv":
+        assert lines[0] == "label\tp_0\tp_1" and lines[1].split("\t")[0] == "1" and len(lines) == 4
+    else:
+        rows = [json.loads(line) for line in lines]
+        assert [r["label"] for r in rows] == ["1", "0", "1"]
+        assert rows[0]["probs"]["1"] == pytest.approx(0.95)
