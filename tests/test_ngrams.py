@@ -194,4 +194,8 @@ def test_console_tools(tmp_path, glue):
     assert count_lines(str(tmp_path / "train.ng")) == 2000
     bad = run(["distill-extract-ngrams", "--vocab", tmp_path / "missing.txt", "--input", src,
                "--output", tmp_path / "x"], check=False)
-    assert bad.returncode == 2 and "missing.txt.json" in bad.stderr
+    assert bad.returncode == 2 and "vocabulary not found" in bad.stderr and "missing.txt" in bad.stderr
+    (tmp_path / "novocab.txt").write_text("a 1\n")
+    bad = run(["distill-extract-ngrams", "--vocab", tmp_path / "novocab.txt", "--input", src,
+               "--output", tmp_path / "x"], check=False)
+    assert bad.returncode == 2 and "novocab.txt.json not found" in bad.stderr

@@ -429,6 +429,8 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
     atomically once every chunk is done and the line counts agree.
     Returns the number of lines written.
     """
+    if not os.path.isfile(vocab_path):
+        raise FileNotFoundError(f"vocabulary not found: {vocab_path} (made by distill-ngram-dict)")
     mtime = os.path.getmtime(vocab_path)
     _vocab_lookup(vocab_path, mtime)  # loads and checks it; forked workers inherit it
     if not os.path.isfile(input_path):
