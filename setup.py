@@ -20,9 +20,12 @@ setup(
         "sentencepiece",
         "submitit",
         "tqdm",
+        "tokenizers",
+        "safetensors",
     ],
     extras_require={
-        "test": ["pytest", "scikit-learn"],
+        # transformers only checks that imported teachers compute what Hugging Face computes
+        "test": ["pytest", "scikit-learn", "transformers"],
         "bench": ["scikit-learn"],
     },
     entry_points={
@@ -31,6 +34,8 @@ setup(
             "distill-extract-ngrams = user_dir.cli.extract_ngrams:cli_main",
             "distill-predict = user_dir.cli.predict:cli_main",
             "distill-flags = user_dir.cli.flags:cli_main",
+            "distill-import-hf = user_dir.cli.import_hf:cli_main",
+            "distill-bpe-encode = user_dir.cli.bpe_encode:cli_main",
         ],
     },
 )

@@ -94,3 +94,22 @@ def sst2(glue, tmp_path_factory):
     save_teacher_targets(str(data_bin / "distill" / "valid.npy"), t_dev, ["0", "1"])
     teacher_acc = 100.0 * np.mean(t_dev.argmax(1) == np.array([int(r[1]) for r in dev]))
     return {"work": work, "data_bin": data_bin, "vocab": vocab, "teacher_acc": teacher_acc, "dev": dev}
+
+
+WEIGHTS = REPO / ".cache" / "weights" / "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The all-MiniLM-L6-v2 Hugging Face directory (scripts/bootstrap.sh unpacks it)."""
+    if not (WEIGHTS / "config.json").exists():
+        pytest.fail(f"{WEIGHTS} missing: run scripts/bootstrap.sh")
+    return WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def imported_teacher(minilm, tmp_path_factory):
+    """all-MiniLM-L6-v2 converted by the real distill-import-hf command."""
+    out = tmp_path_factory.mktemp("teacher")
+    run(["distill-import-hf", "--hf-dir", minilm, "--output", out])
+    return out

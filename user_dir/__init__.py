@@ -1,7 +1,16 @@
 """fairseq plugin for knowledge distillation of text classifiers.
 
 ``fairseq-train --user-dir user_dir`` imports this package, which registers
-the tasks, models, criterions and optimizers below.
+the tasks, models, criterions, optimizers and encoders below.
 """
 
-from . import criterions, models, optim, tasks  # noqa: F401  (registration)
+import argparse
+
+import torch
+
+# fairseq saves the config of argparse-style models (RoBERTa, hf_bert) as an
+# argparse.Namespace; torch >= 2.6 loads checkpoints with weights_only=True and
+# refuses it. A Namespace is a plain attribute container: safe to allow.
+torch.serialization.add_safe_globals([argparse.Namespace])
+
+from . import criterions, encoders, models, optim, tasks  # noqa: E402,F401  (registration)

@@ -1,1 +1,1 @@
-from . import dan  # noqa: F401
+from . import dan, hf_bert  # noqa: F401  (registration)

@@ -1,0 +1,1 @@
+from . import wordpiece  # noqa: F401  (registration)

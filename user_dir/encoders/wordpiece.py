@@ -1,0 +1,91 @@
+"""``--bpe wordpiece``: BERT's WordPiece, exactly as the Hugging Face tokenizer.
+
+Built on the ``tokenizers`` package from the model's ``tokenizer.json`` (the
+fast tokenizer itself: normalization, lower-casing, accent stripping, Chinese
+characters, as configured) or, failing that, its ``vocab.txt``.  ``encode``
+returns space-separated WordPiece tokens named as in the fairseq dictionary
+that ``distill-import-hf`` writes: BERT's ``[UNK]``, ``[CLS]``, ``[SEP]``,
+``[PAD]``, ``[MASK]`` become fairseq's ``<unk>``, ``<s>``, ``</s>``,
+``<pad>``, ``<mask>``.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from fairseq.data.encoders import register_bpe
+from fairseq.dataclass import FairseqDataclass
+
+BERT_TO_FAIRSEQ = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
+FAIRSEQ_TO_BERT = {v: k for k, v in BERT_TO_FAIRSEQ.items()}
+
+
+@dataclass
+class WordPieceConfig(FairseqDataclass):
+    wordpiece_vocab: str = field(
+        default="???", metadata={"help": "tokenizer.json or vocab.txt of the Hugging Face model "
+                                         "(distill-import-hf copies both next to model.pt)"}
+    )
+    wordpiece_lowercase: bool = field(
+        default=True, metadata={"help": "lower-case (only used with a vocab.txt; tokenizer.json says itself)"}
+    )
+
+
+def load_wordpiece(path: str, lowercase: bool = True):
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    if os.path.isdir(path):
+        for name in ("tokenizer.json", "vocab.txt"):
+            if os.path.exists(os.path.join(path, name)):
+                path = os.path.join(path, name)
+                break
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"WordPiece vocabulary not found: {path} (tokenizer.json or vocab.txt)")
+    if path.endswith(".json"):
+        tok = Tokenizer.from_file(path)
+    else:
+        tok = BertWordPieceTokenizer(path, lowercase=lowercase)
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+@register_bpe("wordpiece", dataclass=WordPieceConfig)
+class WordPieceBPE:
+    def __init__(self, cfg):
+        self.tokenizer = load_wordpiece(cfg.wordpiece_vocab, cfg.wordpiece_lowercase)
+
+    def _tokens(self, encoding):
+        return [BERT_TO_FAIRSEQ.get(t, t) for t in encoding.tokens]
+
+    def encode(self, x: str) -> str:
+        return " ".join(self._tokens(self.tokenizer.encode(x, add_special_tokens=False)))
+
+    def encode_batch(self, lines):
+        encodings = self.tokenizer.encode_batch(list(lines), add_special_tokens=False)
+        return [" ".join(self._tokens(e)) for e in encodings]
+
+    def decode(self, x: str) -> str:
+        tokens = [FAIRSEQ_TO_BERT.get(t, t) for t in x.split()]
+        return " ".join(tokens).replace(" ##", "")
+
+    def is_beginning_of_word(self, x: str) -> bool:
+        return not x.startswith("##")
+
+
+def encode_file(vocab: str, input_path: str, output_path: str, batch_lines: int = 10000) -> int:
+    """WordPiece-encode a text file line by line (line rules of ``text_io``); atomic output."""
+    from ..data.text_io import DecodeReport, atomic_output, iter_lines, warn_bad_utf8
+
+    bpe = WordPieceBPE(WordPieceConfig(wordpiece_vocab=vocab))
+    report, batch, written = DecodeReport(), [], 0
+    with atomic_output(output_path, "w", encoding="utf-8", newline="\n") as out:
+        for line in iter_lines(input_path, report=report):
+            batch.append(line)
+            if len(batch) >= batch_lines:
+                out.write("".join(x + "\n" for x in bpe.encode_batch(batch)))
+                written, batch = written + len(batch), []
+        out.write("".join(x + "\n" for x in bpe.encode_batch(batch)))
+        written += len(batch)
+    warn_bad_utf8(input_path, [n + 1 for n in report.bad_lines])
+    return written
