@@ -36,6 +36,7 @@ setup(
             "distill-flags = user_dir.cli.flags:cli_main",
             "distill-import-hf = user_dir.cli.import_hf:cli_main",
             "distill-bpe-encode = user_dir.cli.bpe_encode:cli_main",
+            "distill-teacher-logits = user_dir.cli.teacher_logits:cli_main",
         ],
     },
 )

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from fairseq.data import Dictionary
 
-from user_dir.data import ngrams
+from user_dir.data import ngrams, text_io
 from user_dir.data.ngrams import JOINER, Featurizer, NgramVocab, build_vocab, extract_ngrams
 from user_dir.data.text_io import count_lines, find_offsets, iter_lines
 
@@ -167,7 +167,7 @@ def test_extraction_resumes_finished_chunks(tmp_path):
     # a first run killed after chunk 0: its part and manifest are on disk
     offsets = find_offsets(str(src), 4)
     parts = out + ".parts"
-    ngrams._prepare_parts_dir(parts, {
+    text_io.prepare_work_dir(parts, {
         "input": os.path.abspath(src), "size": os.path.getsize(src), "mtime": os.path.getmtime(src),
         "vocab": os.path.abspath(vocab_path), "vocab_mtime": os.path.getmtime(vocab_path), "offsets": offsets,
     })

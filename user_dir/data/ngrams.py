@@ -53,7 +53,9 @@ from .text_io import (
     find_offsets,
     iter_lines,
     map_chunks,
+    prepare_work_dir,
     progress_callback,
+    remove_work_dir,
     warn_bad_utf8,
 )
 
@@ -443,7 +445,7 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
         "mtime": os.path.getmtime(input_path), "vocab": os.path.abspath(vocab_path),
         "vocab_mtime": mtime, "offsets": offsets,
     }
-    _prepare_parts_dir(parts_dir, manifest)
+    prepare_work_dir(parts_dir, manifest)
     tasks, done = [], []
     for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:])):
         part = os.path.join(parts_dir, f"part-{i:05d}")
@@ -473,27 +475,7 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
         expected = count_lines(input_path)
         if written != expected:  # never leave a misaligned output behind
             raise RuntimeError(f"{output_path}: wrote {written} lines for {expected} input lines")
-    _remove_parts_dir(parts_dir)
+    remove_work_dir(parts_dir)
     warn_bad_utf8(input_path, bad)
     logger.info("%s: %d lines -> %s", input_path, written, output_path)
     return written
-
-
-def _prepare_parts_dir(parts_dir: str, manifest: dict) -> None:
-    path = os.path.join(parts_dir, "manifest.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f) == json.loads(json.dumps(manifest)):
-                return
-        logger.info("%s belongs to other inputs; starting over", parts_dir)
-        _remove_parts_dir(parts_dir)
-    os.makedirs(parts_dir, exist_ok=True)
-    with atomic_output(path, "w") as f:
-        json.dump(manifest, f)
-
-
-def _remove_parts_dir(parts_dir: str) -> None:
-    if os.path.isdir(parts_dir):
-        for name in os.listdir(parts_dir):
-            os.unlink(os.path.join(parts_dir, name))
-        os.rmdir(parts_dir)

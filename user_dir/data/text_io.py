@@ -13,9 +13,11 @@ Line semantics used by every tool of the plugin (documented in the README):
 """
 
 import contextlib
+import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -224,3 +226,27 @@ def warn_bad_utf8(path: str, lines: Sequence[int]) -> None:
     elif lines:
         logger.warning("%s: %d lines are not valid UTF-8 (lines %s); their bad bytes were read as U+FFFD",
                        path, len(lines), format_line_list(lines))
+
+
+def prepare_work_dir(parts_dir: str, manifest: dict) -> None:
+    """Reuse ``parts_dir`` of an interrupted run of the same job, else start it afresh.
+
+    ``manifest`` identifies the job (inputs, their sizes and times, settings);
+    finished parts found under a matching manifest are kept, so a rerun
+    resumes where a killed run stopped.
+    """
+    path = os.path.join(parts_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f) == json.loads(json.dumps(manifest)):
+                return
+        logger.info("%s belongs to other inputs; starting over", parts_dir)
+        remove_work_dir(parts_dir)
+    os.makedirs(parts_dir, exist_ok=True)
+    with atomic_output(path, "w") as f:
+        json.dump(manifest, f)
+
+
+def remove_work_dir(parts_dir: str) -> None:
+    """Delete a finished job's work directory."""
+    shutil.rmtree(parts_dir, ignore_errors=True)
