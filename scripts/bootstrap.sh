@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ]; then
     # fairseq pulls a torchaudio built for another torch; it breaks `import transformers`
     # and only serves speech tasks
     $PIP uninstall -y -q torchaudio || true
-    $PIP install -q numpy sentencepiece submitit tqdm tokenizers safetensors \
+    $PIP install -q numpy sentencepiece submitit tqdm tokenizers safetensors matplotlib \
         pytest scikit-learn transformers
     # --no-deps: the dependencies are in place, and resolving them again would
     # bring torchaudio back

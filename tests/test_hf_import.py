@@ -84,9 +84,41 @@ def test_import_refusals(tmp_path, minilm):
     bad.mkdir()
     (bad / "config.json").write_text('{"model_type": "gpt2"}')
     proc = run(["distill-import-hf", "--hf-dir", bad, "--output", tmp_path / "out"], check=False)
-    assert proc.returncode == 2 and "only BERT checkpoints" in proc.stderr
+    assert proc.returncode == 2 and "BERT and RoBERTa are converted" in proc.stderr
     (bad / "config.json").write_text((minilm / "config.json").read_text())
     (bad / "vocab.txt").write_text((minilm / "vocab.txt").read_text(encoding="utf-8")[:5000], encoding="utf-8")
     os.symlink(minilm / "model.safetensors", bad / "model.safetensors")
     proc = run(["distill-import-hf", "--hf-dir", bad, "--output", tmp_path / "out"], check=False)
     assert proc.returncode == 2 and "tokens but the embedding has 30522 rows" in proc.stderr
+
+
+def test_roberta_directory_imports_exactly(tmp_path):
+    """A small random RoBERTa saved by transformers: same hidden states after import."""
+    import json
+
+    import transformers
+
+    hf_dir = tmp_path / "roberta"
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"] + [f"\u0120w{i}" for i in range(55)] + ["<mask>"]
+    config = transformers.RobertaConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, intermediate_size=64,
+                                        max_position_embeddings=42, type_vocab_size=1, pad_token_id=1)
+    torch.manual_seed(0)
+    hf = transformers.RobertaModel(config, add_pooling_layer=False).eval()
+    hf.save_pretrained(hf_dir)
+    (hf_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    run(["distill-import-hf", "--hf-dir", hf_dir, "--output", tmp_path / "out"])
+    flags = (tmp_path / "out" / "model-args.txt").read_text().split()
+    assert flags[flags.index("--max-positions") + 1] == "40"
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(tmp_path / "out" / "model.pt")], arg_overrides={"data": str(tmp_path / "out")})
+    assert task.source_dictionary.symbols == tokens  # RoBERTa is already in fairseq order
+    ids = torch.randint(4, len(tokens), (3, 12))
+    ids[0, 0] = ids[1, 0] = ids[2, 0] = 0
+    ids[1, 8:] = 1  # right padding
+    ids[2, 5:] = 1
+    mask = ids.ne(1)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        out = models[0].eval().encoder.extract_features(ids)[0]
+    assert (out[mask] - ref[mask]).abs().max().item() < 1e-5

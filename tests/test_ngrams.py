@@ -153,10 +153,11 @@ def test_extraction_matches_featurizer(tmp_path, glue):
     vocab.save(str(tmp_path / "v.txt"))
     extract_ngrams(str(tmp_path / "v.txt"), str(src), str(tmp_path / "dev.ng"), workers=2)
     d = Dictionary.load(str(tmp_path / "v.txt"))
-    feat = Featurizer(vocab.settings(), d.indices)
-    for text, line in zip(texts, (tmp_path / "dev.ng").read_text().split("\n")):
-        assert [d.index(t) for t in line.split()] == feat(text)
-        assert line.split() == vocab.features(text)
+    feat = Featurizer(vocab.settings(), d.symbols, d.nspecial)
+    batch = feat.batch(texts)
+    for text, line, ids in zip(texts, (tmp_path / "dev.ng").read_text().split("\n"), batch):
+        assert [d.index(t) for t in line.split()] == feat(text) == ids.tolist()
+        assert line.split() == vocab.features(text)  # the plain-Python reference
 
 
 def test_extraction_resumes_finished_chunks(tmp_path):

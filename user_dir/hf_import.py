@@ -1,6 +1,7 @@
-"""Hugging Face BERT directory -> fairseq checkpoint of the ``hf_bert`` model.
+"""Hugging Face BERT or RoBERTa directory -> fairseq checkpoint of the ``hf_bert`` model.
 
-What changes on the way:
+What changes on the way for BERT (RoBERTa already uses fairseq's vocabulary
+order and position offset, since it was converted from fairseq):
 
 * vocabulary order: fairseq's dictionary begins with ``<s> <pad> </s> <unk>``;
   BERT's ``[CLS] [PAD] [SEP] [UNK]`` take those places (``[MASK]`` becomes
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from typing import Dict, List
 
 import torch
@@ -35,7 +37,8 @@ USER_DIR = os.path.dirname(os.path.abspath(__file__))
 FAIRSEQ_SPECIAL_ORDER = ["[CLS]", "[PAD]", "[SEP]", "[UNK]"]  # -> <s> <pad> </s> <unk>
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_accurate", "gelu_pytorch_tanh": "gelu_accurate",
                "relu": "relu", "tanh": "tanh"}
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
+                   "special_tokens_map.json")
 
 
 def load_hf_state(hf_dir: str) -> Dict[str, torch.Tensor]:
@@ -48,9 +51,10 @@ def load_hf_state(hf_dir: str) -> Dict[str, torch.Tensor]:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     else:
         raise FileNotFoundError(f"{hf_dir}: neither model.safetensors nor pytorch_model.bin")
-    # BertForSequenceClassification & co. keep the encoder under "bert."
-    if any(k.startswith("bert.") for k in state):
-        state = {k[len("bert."):]: v for k, v in state.items() if k.startswith("bert.")}
+    # *ForSequenceClassification & co. keep the encoder under "bert." / "roberta."
+    for prefix in ("bert.", "roberta."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 
@@ -68,6 +72,26 @@ def fairseq_vocab_order(vocab: List[str], path: str) -> List[int]:
     return specials + [i for i in range(len(vocab)) if i not in set(specials)]
 
 
+def roberta_vocab(hf_dir: str) -> List[str]:
+    """Tokens in id order from vocab.json (or tokenizer.json); fairseq's specials come first."""
+    path = os.path.join(hf_dir, "vocab.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    else:
+        path = os.path.join(hf_dir, "tokenizer.json")
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)["model"]["vocab"]
+    tokens = [None] * len(index)
+    for tok, i in index.items():
+        if not 0 <= i < len(tokens) or tokens[i] is not None:
+            raise ValueError(f"{path}: ids are not 0..{len(tokens) - 1} without gaps")
+        tokens[i] = tok
+    if tokens[:4] != ["<s>", "<pad>", "</s>", "<unk>"]:
+        raise ValueError(f"{path}: ids 0-3 are {tokens[:4]}, not fairseq's <s> <pad> </s> <unk>")
+    return tokens
+
+
 def model_flags(config: dict) -> List[str]:
     act = config.get("hidden_act", "gelu")
     if act not in ACTIVATIONS:
@@ -78,7 +102,8 @@ def model_flags(config: dict) -> List[str]:
         "--encoder-embed-dim", str(config["hidden_size"]),
         "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
         "--encoder-attention-heads", str(config["num_attention_heads"]),
-        "--max-positions", str(config["max_position_embeddings"]),
+        # RoBERTa's table already has fairseq's 2 leading rows (padding_idx + 1)
+        "--max-positions", str(config["max_position_embeddings"] - (2 if config["model_type"] == "roberta" else 0)),
         "--activation-fn", ACTIVATIONS[act],
         "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
         "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1)),
@@ -87,7 +112,7 @@ def model_flags(config: dict) -> List[str]:
 
 
 def convert_state(hf: Dict[str, torch.Tensor], order: List[int], layers: int,
-                  target: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+                  target: Dict[str, torch.Tensor], position_offset: int = 2) -> Dict[str, torch.Tensor]:
     """fairseq state dict: ``target`` (a fresh model's) with the BERT weights put in."""
     out = dict(target)
     enc = "encoder.sentence_encoder."
@@ -95,7 +120,7 @@ def convert_state(hf: Dict[str, torch.Tensor], order: List[int], layers: int,
     pos = out[enc + "embed_positions.weight"].clone()
     bert_pos = hf["embeddings.position_embeddings.weight"]
     type0 = hf.get("embeddings.token_type_embeddings.weight")
-    pos[2:2 + len(bert_pos)] = bert_pos + (type0[0] if type0 is not None else 0)
+    pos[position_offset:position_offset + len(bert_pos)] = bert_pos + (type0[0] if type0 is not None else 0)
     out[enc + "embed_positions.weight"] = pos
     out[enc + "layernorm_embedding.weight"] = hf["embeddings.LayerNorm.weight"]
     out[enc + "layernorm_embedding.bias"] = hf["embeddings.LayerNorm.bias"]
@@ -114,6 +139,10 @@ def convert_state(hf: Dict[str, torch.Tensor], order: List[int], layers: int,
             for p in ("weight", "bias"):
                 out[f"{enc}layers.{i}.{dst}.{p}"] = hf[f"encoder.layer.{i}.{src}.{p}"]
     # the MLM head, when the checkpoint has one (BertForMaskedLM / BertForPreTraining)
+    if "lm_head.dense.weight" in hf:  # RobertaForMaskedLM
+        for name in ("dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias"):
+            out["encoder.lm_head." + name] = hf["lm_head." + name]
+        out["encoder.lm_head.bias"] = hf["lm_head.bias"][order]
     if "cls.predictions.transform.dense.weight" in hf:
         pre = "cls.predictions."
         out["encoder.lm_head.dense.weight"] = hf[pre + "transform.dense.weight"]
@@ -136,35 +165,43 @@ def import_hf(hf_dir: str, output_dir: str) -> dict:
 
     with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
-    if config.get("model_type") != "bert":
-        raise ValueError(f"{hf_dir}/config.json: model_type {config.get('model_type')!r}; "
-                         f"only BERT checkpoints are converted so far")
-    vocab_path = os.path.join(hf_dir, "vocab.txt")
-    vocab = read_lines(vocab_path)
-    while vocab and vocab[-1] == "":
-        vocab.pop()
+    model_type = config.get("model_type")
+    if model_type == "bert":
+        vocab_path = os.path.join(hf_dir, "vocab.txt")
+        vocab = read_lines(vocab_path)
+        while vocab and vocab[-1] == "":
+            vocab.pop()
+    elif model_type == "roberta":
+        vocab_path = os.path.join(hf_dir, "vocab.json")
+        vocab = roberta_vocab(hf_dir)
+    else:
+        raise ValueError(f"{hf_dir}/config.json: model_type {model_type!r}; BERT and RoBERTa are converted")
     hf = load_hf_state(hf_dir)
     rows = hf["embeddings.word_embeddings.weight"].shape[0]
     if rows != len(vocab):
         raise ValueError(f"{vocab_path} has {len(vocab)} tokens but the embedding has {rows} rows")
-    order = fairseq_vocab_order(vocab, vocab_path)
+    order = fairseq_vocab_order(vocab, vocab_path) if model_type == "bert" else list(range(rows))
 
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "dict.txt"), "w", encoding="utf-8", newline="\n") as f:
         for i in order[4:]:
-            f.write(f"{BERT_TO_FAIRSEQ.get(vocab[i], vocab[i])} 1\n")
+            name = BERT_TO_FAIRSEQ.get(vocab[i], vocab[i]) if model_type == "bert" else vocab[i]
+            f.write(f"{name} 1\n")
     flags = model_flags(config)
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        output_dir, "--task", "masked_lm", "--user-dir", USER_DIR, "--criterion", "masked_lm", *flags,
-    ])
+    with warnings.catch_warnings():  # hydra's deprecation notices from fairseq's config code
+        warnings.simplefilter("ignore")
+        args = options.parse_args_and_arch(options.get_training_parser(), [
+            output_dir, "--task", "masked_lm", "--user-dir", USER_DIR, "--criterion", "masked_lm", *flags,
+        ])
+        cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(args)
     if len(task.source_dictionary) != rows:
         raise ValueError(f"the fairseq dictionary has {len(task.source_dictionary)} entries for {rows} "
                          f"BERT tokens: a token of {vocab_path} is not usable in dict.txt")
     model = task.build_model(args)
-    state = convert_state(hf, order, config["num_hidden_layers"], model.state_dict())
+    state = convert_state(hf, order, config["num_hidden_layers"], model.state_dict(),
+                          position_offset=2 if model_type == "bert" else 0)
     model.load_state_dict(state, strict=True)
-    cfg = convert_namespace_to_omegaconf(args)
     checkpoint = {"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "args": None,
                   "model": model.state_dict(), "extra_state": {},
                   # fine-tuning restores this with --reset-optimizer, as fairseq's RoBERTa recipe
@@ -179,7 +216,7 @@ def import_hf(hf_dir: str, output_dir: str) -> dict:
             shutil.copy(os.path.join(hf_dir, name), os.path.join(output_dir, name))
     with open(os.path.join(output_dir, "model-args.txt"), "w") as f:
         f.write(" ".join(flags) + "\n")
-    summary = {"output": output_dir, "parameters": sum(p.numel() for p in model.parameters()),
+    summary = {"output": output_dir, "model_type": model_type, "parameters": sum(p.numel() for p in model.parameters()),
                "vocab": rows, "layers": config["num_hidden_layers"], "flags": " ".join(flags),
                "has_mlm_head": "cls.predictions.bias" in hf}
     logger.info("imported %s -> %s (%s parameters)", hf_dir, output_dir, f"{summary['parameters']:,}")

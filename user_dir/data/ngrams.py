@@ -214,24 +214,61 @@ def load_settings(json_path: str) -> dict:
     return settings
 
 
+class BatchFeaturizer:
+    """Lines -> their in-vocabulary n-grams in text order, vectorized over a batch.
+
+    Shared by extraction (which writes the n-gram strings) and inference
+    (which needs dictionary ids), so both see exactly the same features.
+    """
+
+    def __init__(self, entries: Sequence[str], tokenizer: str, ngram_range: Sequence[int]):
+        self.tokenize = get_tokenizer(tokenizer)
+        self.lo, self.hi = _check_range(ngram_range)
+        self.words = n_words(self.hi)
+        self.lookup, ids = token_ids_of(entries, JOINER)
+        self.table = RowLookup(pack_ids(ids, self.words))
+
+    def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Entry ids of all features, line after line, and the number per line."""
+        flat, line_of = encode_lines(self.tokenize.batch(lines), self.lookup)
+        ends, lengths, feats = [], [], []
+        for n in range(self.lo, self.hi + 1):
+            starts = ngram_starts(line_of, n)
+            found = self.table.find(pack(flat, starts, n, self.words))
+            hit = found >= 0
+            ends.append(starts[hit] + (n - 1))
+            lengths.append(np.full(int(hit.sum()), n))
+            feats.append(found[hit])
+        end, length, feat = np.concatenate(ends), np.concatenate(lengths), np.concatenate(feats)
+        order = np.lexsort((length, end))  # text order: by end position, shorter first
+        per_line = np.bincount(line_of[end[order]], minlength=len(lines))
+        return feat[order], per_line
+
+
 class Featurizer:
     """Raw text -> ids of its features in a fairseq dictionary (inference side).
 
-    Uses the same tokenizer, n-gram range and text order as extraction, so
-    ``Featurizer(...)(text)`` equals what ``distill-extract-ngrams`` followed
-    by ``fairseq-preprocess --srcdict`` gives for that line.
+    ``Featurizer(...).batch(texts)`` equals what ``distill-extract-ngrams``
+    followed by ``fairseq-preprocess --srcdict`` gives for those lines,
+    truncated to ``max_positions`` as the task does.
     """
 
-    def __init__(self, settings: dict, indices: Dict[str, int], max_positions: Optional[int] = None):
-        self.tokenize = get_tokenizer(settings["tokenizer"])
-        self.ngram_range = _check_range(settings["ngram_range"])
-        self.lookup = {g: i for g, i in indices.items() if g not in FAIRSEQ_SPECIALS}.get
+    def __init__(self, settings: dict, symbols: Sequence[str], nspecial: int = 4,
+                 max_positions: Optional[int] = None):
+        self.nspecial = nspecial
+        self.batch_featurizer = BatchFeaturizer(symbols[nspecial:], settings["tokenizer"],
+                                                settings["ngram_range"])
         self.max_positions = max_positions
 
+    def batch(self, texts: Sequence[str]) -> List[np.ndarray]:
+        if not texts:
+            return []
+        feats, per_line = self.batch_featurizer(texts)
+        ids = np.split(feats + self.nspecial, np.cumsum(per_line)[:-1])
+        return [x[: self.max_positions] for x in ids] if self.max_positions else ids
+
     def __call__(self, text: str) -> List[int]:
-        grams = ngrams_text_order(self.tokenize(text), *self.ngram_range)
-        ids = [i for i in map(self.lookup, grams) if i is not None]
-        return ids[: self.max_positions] if self.max_positions else ids
+        return self.batch([text])[0].tolist()
 
 
 # -------------------------------------------------------------------- counting
@@ -370,41 +407,25 @@ def _warn_bad_lines(tasks, line_reports) -> None:
 
 
 @lru_cache(maxsize=2)
-def _vocab_lookup(path: str, mtime: float):
-    """The vocabulary as token ids and packed rows, built once per process."""
+def _vocab_featurizer(path: str, mtime: float):
+    """The vocabulary and its featurizer, built once per process."""
     vocab = NgramVocab.load(path)
     strings = [g for g, _ in vocab.entries]
-    lookup, ids = token_ids_of(strings, JOINER)
-    words = n_words(vocab.ngram_range[1])
-    return vocab, strings, lookup, RowLookup(pack_ids(ids, words)), words
+    return strings, BatchFeaturizer(strings, vocab.tokenizer, vocab.ngram_range)
 
 
 def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: int,
                    part_path: str) -> None:
-    vocab, strings, lookup, table, words = _vocab_lookup(vocab_path, mtime)
+    strings, featurize = _vocab_featurizer(vocab_path, mtime)
     # a batch's output is one join over: feature + " " (ids 0..K-1), feature + "\n"
     # for the last feature of a line (K..2K-1), and "\n" for an empty line (2K)
     pieces = [g + " " for g in strings] + [g + "\n" for g in strings] + ["\n"]
     k = len(strings)
-    tokenize = TOKENIZERS[vocab.tokenizer]
-    lo, hi = vocab.ngram_range
     report = DecodeReport()
     batch: List[str] = []
 
     def flush(out):
-        flat, line_of = encode_lines(tokenize.batch(batch), lookup)
-        ends, lengths, feats = [], [], []
-        for n in range(lo, hi + 1):
-            starts = ngram_starts(line_of, n)
-            found = table.find(pack(flat, starts, n, words))
-            hit = found >= 0
-            ends.append(starts[hit] + (n - 1))
-            lengths.append(np.full(int(hit.sum()), n))
-            feats.append(found[hit])
-        end, length, feat = np.concatenate(ends), np.concatenate(lengths), np.concatenate(feats)
-        order = np.lexsort((length, end))  # text order: by end position, shorter first
-        per_line = np.bincount(line_of[end[order]], minlength=len(batch))
-        seq = feat[order]
+        seq, per_line = featurize(batch)
         line_ends = np.cumsum(per_line)
         seq[line_ends[per_line > 0] - 1] += k
         seq = np.insert(seq, line_ends[per_line == 0], 2 * k)
@@ -434,7 +455,7 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
     if not os.path.isfile(vocab_path):
         raise FileNotFoundError(f"vocabulary not found: {vocab_path} (made by distill-ngram-dict)")
     mtime = os.path.getmtime(vocab_path)
-    _vocab_lookup(vocab_path, mtime)  # loads and checks it; forked workers inherit it
+    _vocab_featurizer(vocab_path, mtime)  # loads and checks it; forked workers inherit it
     if not os.path.isfile(input_path):
         raise FileNotFoundError(f"input file not found: {input_path}")
     size = os.path.getsize(input_path)

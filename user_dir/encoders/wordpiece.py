@@ -1,5 +1,8 @@
 """``--bpe wordpiece``: BERT's WordPiece, exactly as the Hugging Face tokenizer.
 
+With a ``tokenizer.json`` it runs any Hugging Face fast tokenizer, so an
+imported RoBERTa uses it too (its byte-level BPE tokens are its dict.txt).
+
 Built on the ``tokenizers`` package from the model's ``tokenizer.json`` (the
 fast tokenizer itself: normalization, lower-casing, accent stripping, Chinese
 characters, as configured) or, failing that, its ``vocab.txt``.  ``encode``
@@ -66,8 +69,8 @@ class WordPieceBPE:
         return [" ".join(self._tokens(e)) for e in encodings]
 
     def decode(self, x: str) -> str:
-        tokens = [FAIRSEQ_TO_BERT.get(t, t) for t in x.split()]
-        return " ".join(tokens).replace(" ##", "")
+        ids = [self.tokenizer.token_to_id(FAIRSEQ_TO_BERT.get(t, t)) for t in x.split()]
+        return self.tokenizer.decode([i for i in ids if i is not None])
 
     def is_beginning_of_word(self, x: str) -> bool:
         return not x.startswith("##")

@@ -35,8 +35,8 @@ class DANHubInterface(nn.Module):
                 f"{os.path.join(task.cfg.data, 'input0', 'ngrams.json')} not found: copy the "
                 f"VOCAB.json written by distill-ngram-dict there to predict from raw text"
             )
-        self.featurize = Featurizer(task.ngram_settings, task.source_dictionary.indices,
-                                    task.cfg.max_positions)
+        d = task.source_dictionary
+        self.featurize = Featurizer(task.ngram_settings, d.symbols, d.nspecial, task.cfg.max_positions)
         self.classes: List[str] = list(task.classes)
         self.head = task.cfg.classification_head_name
         self.num_inputs = len(task.input_keys)
@@ -76,7 +76,7 @@ class DANHubInterface(nn.Module):
         pad = self.task.source_dictionary.pad()
         net_input = {}
         for i, side in enumerate(self._split(texts)):
-            ids = [torch.tensor(self.featurize(t), dtype=torch.long) for t in side]
+            ids = [torch.from_numpy(x) for x in self.featurize.batch(side)]
             suffix = "" if i == 0 else str(i)
             net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(self.device)
             net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=self.device)
