@@ -97,3 +97,16 @@ def test_checkpoint_with_other_dictionary_is_refused():
     three.register_classification_head("h", num_classes=3)
     with pytest.raises(ValueError, match="has 2 classes but the task has 3"):
         three.load_state_dict(small.state_dict())
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum"])
+def test_flat_pooling_equals_padded(mode):
+    d = make_dict()
+    enc = DANEncoder(cfg(embed_bag_mode=mode, encoder_embed_dim=8), d, sparse=False)
+    bags = [[4, 5, 6], [], [7], [8, 9]]
+    padded = torch.full((4, 3), d.pad())
+    for i, b in enumerate(bags):
+        padded[i, : len(b)] = torch.tensor(b, dtype=torch.long)
+    flat = torch.tensor([x for b in bags for x in b])
+    counts = torch.tensor([len(b) for b in bags])
+    assert torch.allclose(enc.pool_flat(flat, counts), enc(padded), atol=1e-6)

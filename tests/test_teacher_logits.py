@@ -88,3 +88,11 @@ def test_refusals(finetuned_teacher, tmp_path):
                 tmp_path / "x.tsv", "--input-format", "tsv", "--text-column", "1", "--output",
                 tmp_path / "o.npy"], check=False)
     assert proc.returncode == 2 and "line 1" in proc.stderr and "column 1" in proc.stderr
+
+
+def test_slurm_without_slurm_is_a_clear_error(finetuned_teacher, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("good\nbad\n")
+    proc = run(["distill-teacher-logits", "--checkpoint-dir", finetuned_teacher["dir"], "--input", src,
+                "--output", tmp_path / "o.npy", "--workers", "2", "--cluster", "slurm"], check=False)
+    assert proc.returncode == 2 and "--cluster slurm" in proc.stderr and "srun" in proc.stderr

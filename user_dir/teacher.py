@@ -16,6 +16,7 @@ come back in input order.
 import logging
 import os
 import time
+from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -128,6 +129,12 @@ def read_texts(path: str, start: int, end: int, fmt: str, text_columns: Sequence
     return texts, report.bad_lines
 
 
+@lru_cache(maxsize=1)
+def load_teacher(checkpoint_dir: str, checkpoint_file: str) -> Teacher:
+    """One loaded teacher per process, reused by every shard it computes."""
+    return Teacher(checkpoint_dir, checkpoint_file)
+
+
 def score_shard(checkpoint_dir: str, checkpoint_file: str, path: str, start: int, end: int, fmt: str,
                 text_columns: Sequence[int], skip_first: bool, batch_tokens: int, shard_path: str,
                 threads: int = 0) -> int:
@@ -135,7 +142,7 @@ def score_shard(checkpoint_dir: str, checkpoint_file: str, path: str, start: int
     if threads:
         torch.set_num_threads(threads)
     texts, bad = read_texts(path, start, end, fmt, text_columns, skip_first)
-    teacher = Teacher(checkpoint_dir, checkpoint_file)
+    teacher = load_teacher(checkpoint_dir, checkpoint_file)
     logits = teacher.logits(texts, batch_tokens)
     tmp = shard_path + ".tmp.npy"
     np.save(tmp, logits)
@@ -191,8 +198,13 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
             score_shard(*job_args(i))
             bar.update(1)
     else:
-        executor = submitit.AutoExecutor(folder=os.path.join(work, "logs"),
-                                         cluster="local" if cluster == "local" else None)
+        if cluster not in ("local", "slurm"):
+            raise ValueError(f"--cluster must be local or slurm, got {cluster!r}")
+        # named explicitly: auto-detection would quietly run locally without SLURM
+        try:
+            executor = submitit.AutoExecutor(folder=os.path.join(work, "logs"), cluster=cluster)
+        except RuntimeError as e:  # e.g. no srun on this machine
+            raise ValueError(f"--cluster {cluster}: {e}") from None
         params = {"timeout_min": 24 * 60}
         if cluster == "slurm":
             params.update(slurm_partition=slurm_partition, cpus_per_task=threads)
@@ -205,7 +217,10 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
     bar.close()
     seconds = time.perf_counter() - start
     logits = np.concatenate([np.load(s) for s in shards]) if shards else np.zeros((0, 0), np.float32)
-    classes = _classes_of(checkpoint_dir, checkpoint_file)
+    if workers <= 1:
+        classes = load_teacher(checkpoint_dir, checkpoint_file).classes
+    else:
+        classes = _classes_of(checkpoint_dir, checkpoint_file)
     save_teacher_targets(output_path, logits.reshape(-1, len(classes)), classes,
                          teacher=os.path.abspath(ckpt), input=os.path.abspath(input_path))
     remove_work_dir(work)

@@ -168,23 +168,28 @@ def remap_rows(rows: np.ndarray, mapping: np.ndarray) -> np.ndarray:
 class RowLookup:
     """Exact membership of packed rows in a fixed set (the vocabulary).
 
-    An open-addressing hash table with linear probing, built and probed with
-    whole-array numpy operations; a hit is confirmed by comparing the rows.
+    An open-addressing hash table with linear probing at load factor <= 1/4,
+    built and probed with whole-array numpy operations.  Each slot keeps the
+    entry's 64-bit hash, so probing compares hashes only; a hash hit is then
+    confirmed by comparing the rows themselves.
     """
 
     def __init__(self, rows: np.ndarray):
         self.rows = rows
-        size = 1 << max(4, int(2 * max(len(rows), 1) - 1).bit_length())  # load factor <= 1/2
+        size = 1 << max(4, int(4 * max(len(rows), 1) - 1).bit_length())
         self.mask = np.uint64(size - 1)
-        self.slots = np.full(size, -1, dtype=np.int64)
+        self.slot_ids = np.full(size, -1, dtype=np.int64)
+        self.slot_hashes = np.zeros(size, dtype=np.uint64)
+        hashes = row_hash(rows)
         pending = np.arange(len(rows), dtype=np.int64)
-        pos = row_hash(rows) & self.mask
+        pos = hashes & self.mask
         while len(pending):
-            free = self.slots[pos] < 0
+            free = self.slot_ids[pos] < 0
             # of the rows wanting one free slot, the first takes it; the rest probe on
             taken, first = np.unique(pos[free], return_index=True)
             winners = np.flatnonzero(free)[first]
-            self.slots[taken] = pending[winners]
+            self.slot_ids[taken] = pending[winners]
+            self.slot_hashes[taken] = hashes[pending[winners]]
             placed = np.zeros(len(pending), dtype=bool)
             placed[winners] = True
             pending, pos = pending[~placed], (pos[~placed] + np.uint64(1)) & self.mask
@@ -192,16 +197,19 @@ class RowLookup:
     def find(self, rows: np.ndarray) -> np.ndarray:
         """Entry id of each row, or -1."""
         result = np.full(len(rows), -1, dtype=np.int64)
+        h = row_hash(rows)
         active = np.arange(len(rows), dtype=np.int64)
-        pos = row_hash(rows) & self.mask
+        pos = h & self.mask
         while len(active):
-            slot = self.slots[pos]
-            occupied = slot >= 0
-            hit = occupied.copy()
-            hit[occupied] = (self.rows[slot[occupied]] == rows[active[occupied]]).all(axis=1)
-            result[active[hit]] = slot[hit]
-            more = occupied & ~hit
-            active, pos = active[more], (pos[more] + np.uint64(1)) & self.mask
+            ids = self.slot_ids[pos]
+            same = (self.slot_hashes[pos] == h) & (ids >= 0)
+            if same.any():
+                cand = np.flatnonzero(same)
+                ok = (self.rows[ids[cand]] == rows[active[cand]]).all(axis=1)
+                result[active[cand[ok]]] = ids[cand[ok]]
+                same[cand[~ok]] = False  # equal hash, other row: keep probing
+            more = (ids >= 0) & ~same
+            active, pos, h = active[more], (pos[more] + np.uint64(1)) & self.mask, h[more]
         return result
 
 

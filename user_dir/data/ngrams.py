@@ -231,15 +231,13 @@ class BatchFeaturizer:
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
         flat, line_of = encode_lines(self.tokenize.batch(lines), self.lookup)
-        ends, lengths, feats = [], [], []
-        for n in range(self.lo, self.hi + 1):
-            starts = ngram_starts(line_of, n)
-            found = self.table.find(pack(flat, starts, n, self.words))
-            hit = found >= 0
-            ends.append(starts[hit] + (n - 1))
-            lengths.append(np.full(int(hit.sum()), n))
-            feats.append(found[hit])
-        end, length, feat = np.concatenate(ends), np.concatenate(lengths), np.concatenate(feats)
+        starts = [ngram_starts(line_of, n) for n in range(self.lo, self.hi + 1)]
+        rows = np.concatenate([pack(flat, st, n, self.words) for n, st in zip(range(self.lo, self.hi + 1), starts)])
+        found = self.table.find(rows)  # one probe pass for every n
+        end = np.concatenate([st + (n - 1) for n, st in zip(range(self.lo, self.hi + 1), starts)])
+        length = np.repeat(np.arange(self.lo, self.hi + 1), [len(st) for st in starts])
+        hit = found >= 0
+        end, length, feat = end[hit], length[hit], found[hit]
         order = np.lexsort((length, end))  # text order: by end position, shorter first
         per_line = np.bincount(line_of[end[order]], minlength=len(lines))
         return feat[order], per_line
@@ -260,12 +258,21 @@ class Featurizer:
                                                 settings["ngram_range"])
         self.max_positions = max_positions
 
-    def batch(self, texts: Sequence[str]) -> List[np.ndarray]:
+    def flat(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Dictionary ids of all texts' features, line after line, and each line's count."""
         if not texts:
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         feats, per_line = self.batch_featurizer(texts)
-        ids = np.split(feats + self.nspecial, np.cumsum(per_line)[:-1])
-        return [x[: self.max_positions] for x in ids] if self.max_positions else ids
+        ids = feats + self.nspecial
+        if self.max_positions and len(ids) and per_line.max() > self.max_positions:
+            first = np.repeat(np.cumsum(per_line) - per_line, per_line)
+            keep = np.arange(len(ids)) - first < self.max_positions
+            ids, per_line = ids[keep], np.minimum(per_line, self.max_positions)
+        return ids, per_line
+
+    def batch(self, texts: Sequence[str]) -> List[np.ndarray]:
+        ids, per_line = self.flat(texts)
+        return np.split(ids, np.cumsum(per_line)[:-1]) if len(texts) else []
 
     def __call__(self, text: str) -> List[int]:
         return self.batch([text])[0].tolist()

@@ -103,6 +103,17 @@ class DANEncoder(FairseqEncoder):
             return x.masked_fill(pad_mask.all(dim=1, keepdim=True), 0.0)
         return self.attn(x, pad_mask)
 
+    def pool_flat(self, ids, counts):
+        """Pooled bags from all bags' ids back to back (no padding); mean and sum only.
+
+        The fast inference path: ``embedding_bag`` with offsets skips padding
+        and collation altogether.  Empty bags pool to zeros, as in ``forward``.
+        """
+        if self.mode not in ("mean", "sum"):
+            raise ValueError(f"flat pooling supports mean and sum, not {self.mode}")
+        offsets = torch.cumsum(counts, 0) - counts
+        return F.embedding_bag(ids, self.embed_tokens.weight, offsets, mode=self.mode)
+
     def max_positions(self):
         return self.cfg.max_positions
 

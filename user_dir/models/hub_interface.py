@@ -82,13 +82,24 @@ class DANHubInterface(nn.Module):
             net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=self.device)
         return net_input
 
+    @property
+    def _flat_path(self) -> bool:
+        return self.num_inputs == 1 and self.model.encoder.mode in ("mean", "sum")
+
+    def _batch_logits(self, texts):
+        if self._flat_path:  # no padding: ids back to back + per-text counts
+            ids, counts = self.featurize.flat(list(texts))
+            pooled = self.model.encoder.pool_flat(torch.from_numpy(ids).to(self.device),
+                                                  torch.from_numpy(counts).to(self.device))
+            return self.model.classification_heads[self.head](pooled)
+        x, _ = self.model(**self.encode(texts), features_only=True, classification_head_name=self.head)
+        return x
+
     @torch.inference_mode()
     def logits(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            net_input = self.encode(texts[start:start + batch_size])
-            x, _ = self.model(**net_input, features_only=True, classification_head_name=self.head)
-            out.append(x.float().cpu().numpy())
+            out.append(self._batch_logits(texts[start:start + batch_size]).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
     def predict_proba(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
