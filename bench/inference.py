@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(REPO, "demo"))
 from report import timed  # noqa: E402  (demo/report.py: the same timing for the demo and here)
 
 from user_dir.models.hub_interface import DANHubInterface  # noqa: E402
-from user_dir.predict import read_examples  # noqa: E402
+from user_dir.data.examples import read_examples  # noqa: E402
 from user_dir.teacher import Teacher  # noqa: E402
 
 

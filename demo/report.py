@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from user_dir.models.hub_interface import DANHubInterface
-from user_dir.predict import read_examples
+from user_dir.data.examples import read_examples
 from user_dir.teacher import Teacher
 
 

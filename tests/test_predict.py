@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from user_dir.predict import predict_file, read_examples
+from user_dir.data.examples import read_examples
+from user_dir.predict import predict_file
 
 
 class StubHub:
@@ -53,3 +54,15 @@ def test_outputs_and_accuracy(tmp_path, fmt):
         rows = [json.loads(line) for line in lines]
         assert [r["label"] for r in rows] == ["1", "0", "1"]
         assert rows[0]["probs"]["1"] == pytest.approx(0.95)
+
+
+def test_shard_errors_name_file_lines(tmp_path):
+    from user_dir.data.text_io import find_offsets
+
+    path = tmp_path / "x.tsv"
+    path.write_text("".join(f"text {i}\t1\n" for i in range(50)) + "broken row\n" + "last\t0\n")
+    offsets = find_offsets(str(path), 3)
+    with pytest.raises(ValueError, match=r"x.tsv: line 51 has 1 tab-separated columns"):
+        read_examples(str(path), "tsv", (0,), 1, start=offsets[2], end=offsets[3])
+    texts, labels = read_examples(str(path), "tsv", (0,), 1, start=offsets[0], end=offsets[1])
+    assert texts[0] == "text 0" and labels[0] == "1"

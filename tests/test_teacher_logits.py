@@ -87,7 +87,7 @@ def test_refusals(finetuned_teacher, tmp_path):
     proc = run(["distill-teacher-logits", "--checkpoint-dir", finetuned_teacher["dir"], "--input",
                 tmp_path / "x.tsv", "--input-format", "tsv", "--text-column", "1", "--output",
                 tmp_path / "o.npy"], check=False)
-    assert proc.returncode == 2 and "line 1" in proc.stderr and "column 1" in proc.stderr
+    assert proc.returncode == 2 and "x.tsv: line 1 has 1" in proc.stderr and "column 1" in proc.stderr
 
 
 def test_slurm_without_slurm_is_a_clear_error(finetuned_teacher, tmp_path):

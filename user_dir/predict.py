@@ -4,45 +4,12 @@ import json
 import logging
 import os
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from .data.text_io import DecodeReport, atomic_output, iter_lines, warn_bad_utf8
+from .data.examples import read_examples
+from .data.text_io import atomic_output
 
 logger = logging.getLogger(__name__)
-
-
-def read_examples(path: str, fmt: str = "text", text_columns: Sequence[int] = (0,),
-                  label_column: Optional[int] = None, header: bool = False
-                  ) -> Tuple[list, Optional[List[str]]]:
-    """Texts (strings, or tuples for pairs) and optional labels of a text or TSV file.
-
-    ``text`` format: one example per line, every line kept (empty ones too).
-    ``tsv`` format: tab-separated columns picked by 0-based index; a row with
-    too few columns is refused with its line number.
-    """
-    if fmt not in ("text", "tsv"):
-        raise ValueError(f"unknown input format {fmt!r}: text or tsv")
-    if fmt == "text" and (label_column is not None or len(text_columns) != 1):
-        raise ValueError("--label-column and pairs need --input-format tsv")
-    report = DecodeReport()
-    texts, labels = [], [] if label_column is not None else None
-    needed = max([*text_columns, label_column if label_column is not None else 0]) + 1
-    for i, line in enumerate(iter_lines(path, report=report)):
-        if header and i == 0:
-            continue
-        if fmt == "text":
-            texts.append(line)
-            continue
-        cols = line.split("\t")
-        if len(cols) < needed:
-            raise ValueError(f"{path}: line {i + 1} has {len(cols)} tab-separated columns, "
-                             f"column {needed - 1} (0-based) is needed")
-        side = [cols[c] for c in text_columns]
-        texts.append(side[0] if len(side) == 1 else tuple(side))
-        if labels is not None:
-            labels.append(cols[label_column].strip())
-    warn_bad_utf8(path, [n + 1 for n in report.bad_lines])
-    return texts, labels
 
 
 def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "text",

@@ -23,13 +23,8 @@ import numpy as np
 import torch
 
 from .data.teacher_targets import save_teacher_targets
-from .data.text_io import (
-    DecodeReport,
-    find_offsets,
-    iter_lines,
-    prepare_work_dir,
-    remove_work_dir,
-)
+from .data.examples import read_examples
+from .data.text_io import find_offsets, prepare_work_dir, remove_work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -109,26 +104,6 @@ class Teacher:
         return self.logits_of_tokens([self.encode(t) for t in texts], batch_tokens)
 
 
-def read_texts(path: str, start: int, end: int, fmt: str, text_columns: Sequence[int],
-               skip_first: bool) -> Tuple[List[Text], List[int]]:
-    """Texts of a byte range of a text or TSV file, and their invalid-UTF-8 lines (0-based)."""
-    report = DecodeReport()
-    texts: List[Text] = []
-    for i, line in enumerate(iter_lines(path, start, end, report)):
-        if skip_first and i == 0:
-            continue
-        if fmt == "text":
-            texts.append(line)
-            continue
-        cols = line.split("\t")
-        if len(cols) <= max(text_columns):
-            raise ValueError(f"{path}: line {i + 1} of the range at byte {start} has {len(cols)} "
-                             f"columns; column {max(text_columns)} (0-based) is needed")
-        side = [cols[c] for c in text_columns]
-        texts.append(side[0] if len(side) == 1 else tuple(side))
-    return texts, report.bad_lines
-
-
 @lru_cache(maxsize=1)
 def load_teacher(checkpoint_dir: str, checkpoint_file: str) -> Teacher:
     """One loaded teacher per process, reused by every shard it computes."""
@@ -141,14 +116,12 @@ def score_shard(checkpoint_dir: str, checkpoint_file: str, path: str, start: int
     """Logits of one shard saved to ``shard_path`` (atomically); returns its rows."""
     if threads:
         torch.set_num_threads(threads)
-    texts, bad = read_texts(path, start, end, fmt, text_columns, skip_first)
+    texts, _ = read_examples(path, fmt, text_columns, None, skip_first, start, end)
     teacher = load_teacher(checkpoint_dir, checkpoint_file)
     logits = teacher.logits(texts, batch_tokens)
     tmp = shard_path + ".tmp.npy"
     np.save(tmp, logits)
     os.replace(tmp, shard_path)
-    if bad:
-        logger.warning("%s: %d lines of the range at byte %d are not valid UTF-8", path, len(bad), start)
     return len(texts)
 
 

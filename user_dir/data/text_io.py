@@ -111,6 +111,19 @@ def count_lines(path: str) -> int:
     return n + (0 if last == b"\n" else 1)
 
 
+def lines_before(path: str, offset: int) -> int:
+    """Number of lines that end before byte ``offset`` (to name lines of a shard)."""
+    n, pos = 0, 0
+    with open(path, "rb") as f:
+        while pos < offset:
+            buf = f.read(min(1 << 24, offset - pos))
+            if not buf:
+                break
+            n += buf.count(b"\n")
+            pos += len(buf)
+    return n
+
+
 def find_offsets(path: str, num_chunks: int) -> List[int]:
     """Byte offsets splitting ``path`` into at most ``num_chunks`` line-aligned chunks."""
     size = os.path.getsize(path)
