@@ -41,8 +41,7 @@ def main(work, dev_tsv):
                                               os.path.join(work, "data-bin"))
     rows = {}
     for name, model, predict in (
-        ("teacher (MiniLM-L6, fine-tuned)", teacher.model,
-         lambda t: [teacher.classes[i] for i in teacher.logits(t).argmax(1)]),
+        ("teacher (MiniLM-L6, fine-tuned)", teacher.model, teacher.predict),
         ("student (DAN)", student.model, student.predict),
     ):
         preds, speed = timed(predict, texts)

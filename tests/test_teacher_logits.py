@@ -24,6 +24,7 @@ def test_batched_logits_equal_one_by_one(teacher, finetuned_teacher):
         single = np.stack([teacher.model(teacher.encode(t)[None], features_only=True,
                                          classification_head_name=teacher.head)[0][0].numpy() for t in texts])
     assert batched.shape == (22, 2)
+    assert teacher.predict(texts) == [teacher.classes[i] for i in batched.argmax(1)]
     assert np.abs(batched - single).max() < 1e-4
     assert len(teacher.encode("a " * 600)) == teacher.max_positions  # truncated, </s> kept
     assert teacher.encode("a " * 600)[-1] == teacher.task.source_dictionary.eos()
@@ -82,7 +83,11 @@ def test_resume_skips_finished_shards(finetuned_teacher, tmp_path):
 def test_refusals(finetuned_teacher, tmp_path):
     proc = run(["distill-teacher-logits", "--checkpoint-dir", tmp_path, "--input", tmp_path / "x",
                 "--output", tmp_path / "o.npy"], check=False)
-    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert proc.returncode == 2 and "input file not found" in proc.stderr
+    (tmp_path / "x").write_text("good\n")
+    proc = run(["distill-teacher-logits", "--checkpoint-dir", tmp_path, "--input", tmp_path / "x",
+                "--output", tmp_path / "o.npy"], check=False)
+    assert proc.returncode == 2 and "teacher checkpoint not found" in proc.stderr and "checkpoint_best.pt" in proc.stderr
     (tmp_path / "x.tsv").write_text("only one column\n")
     proc = run(["distill-teacher-logits", "--checkpoint-dir", finetuned_teacher["dir"], "--input",
                 tmp_path / "x.tsv", "--input-format", "tsv", "--text-column", "1", "--output",

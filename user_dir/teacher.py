@@ -103,6 +103,9 @@ class Teacher:
     def logits(self, texts: Sequence[Text], batch_tokens: int = 8192) -> np.ndarray:
         return self.logits_of_tokens([self.encode(t) for t in texts], batch_tokens)
 
+    def predict(self, texts: Sequence[Text], batch_tokens: int = 8192) -> List[str]:
+        return [self.classes[i] for i in self.logits(texts, batch_tokens).argmax(axis=1)]
+
 
 @lru_cache(maxsize=1)
 def load_teacher(checkpoint_dir: str, checkpoint_file: str) -> Teacher:
@@ -143,10 +146,14 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
         raise FileNotFoundError(f"input file not found: {input_path}")
     if not output_path.endswith(".npy"):
         raise ValueError(f"--output must end with .npy: {output_path}")
+    if cluster not in ("local", "slurm"):
+        raise ValueError(f"--cluster must be local or slurm, got {cluster!r}")
+    ckpt = os.path.join(checkpoint_dir, checkpoint_file)
+    if not os.path.isfile(ckpt):
+        raise FileNotFoundError(f"teacher checkpoint not found: {ckpt}")
     size = os.path.getsize(input_path)
     offsets = find_offsets(input_path, max(workers, size // shard_bytes + 1))
     work = output_path + ".shards"
-    ckpt = os.path.join(checkpoint_dir, checkpoint_file)
     prepare_work_dir(work, {
         "input": os.path.abspath(input_path), "size": size, "mtime": os.path.getmtime(input_path),
         "checkpoint": os.path.abspath(ckpt), "checkpoint_mtime": os.path.getmtime(ckpt),
@@ -171,8 +178,6 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
             score_shard(*job_args(i))
             bar.update(1)
     else:
-        if cluster not in ("local", "slurm"):
-            raise ValueError(f"--cluster must be local or slurm, got {cluster!r}")
         # named explicitly: auto-detection would quietly run locally without SLURM
         try:
             executor = submitit.AutoExecutor(folder=os.path.join(work, "logs"), cluster=cluster)

@@ -27,8 +27,7 @@ import logging
 import os
 import re
 from functools import lru_cache
-from itertools import chain
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,17 +113,6 @@ def _check_range(ngram_range: Sequence[int]) -> Tuple[int, int]:
     return lo, hi
 
 
-def ngrams_text_order(tokens: List[str], lo: int, hi: int) -> Iterable[Optional[str]]:
-    """N-grams ordered by end position then length; gaps are ``None``."""
-    columns = []
-    for n in range(lo, hi + 1):
-        if n > len(tokens):
-            break
-        grams = tokens if n == 1 else list(map(JOINER.join, zip(*[tokens[k:] for k in range(n)])))
-        columns.append(chain([None] * (n - 1), grams))
-    return chain.from_iterable(zip(*columns)) if len(columns) > 1 else (columns[0] if columns else ())
-
-
 # ------------------------------------------------------------------ vocabulary
 
 
@@ -138,16 +126,9 @@ class NgramVocab:
         self.tokenizer = tokenizer
         self.ngram_range = _check_range(ngram_range)
         self.meta = dict(meta or {})
-        self._features = None
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    @property
-    def feature_set(self) -> frozenset:
-        if self._features is None:
-            self._features = frozenset(g for g, _ in self.entries)
-        return self._features
 
     def settings(self) -> dict:
         return {
@@ -158,14 +139,6 @@ class NgramVocab:
             "num_features": len(self.entries),
             **self.meta,
         }
-
-    def tokenize(self, text: str) -> List[str]:
-        return TOKENIZERS[self.tokenizer](text)
-
-    def features(self, text: str) -> List[str]:
-        """In-vocabulary n-grams of ``text`` in text order, repeats kept."""
-        keep = self.feature_set.__contains__
-        return list(filter(keep, ngrams_text_order(self.tokenize(text), *self.ngram_range)))
 
     def save(self, path: str) -> None:
         with atomic_output(path, "w", encoding="utf-8", newline="\n") as f:
