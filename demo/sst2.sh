@@ -121,4 +121,5 @@ distill-predict --checkpoint checkpoints/checkpoint_best.pt --data-bin data-bin 
     --input "$DATA/dev.tsv" --header --label-column 1 --output dev.predictions.tsv --cpu | tail -1
 
 step "11. report: teacher vs student, raw text to label, this machine"
-python "$REPO/demo/report.py" "$WORK" "$DATA/dev.tsv"
+python "$REPO/demo/report.py" --dev "$DATA/dev.tsv" --teacher teacher/ckpt \
+    --student "DAN=checkpoints:data-bin" --output report --title "Sparse distillation on SST-2"

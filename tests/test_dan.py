@@ -91,7 +91,7 @@ def test_checkpoint_with_other_dictionary_is_refused():
     small.register_classification_head("h", num_classes=2)
     big = FeatureBasedLinearModel.build_model(cfg(), task(make_dict(30)))
     big.register_classification_head("h", num_classes=2)
-    with pytest.raises(ValueError, match=r"24 rows but the feature dictionary .* has 34 entries"):
+    with pytest.raises(ValueError, match=r"24 rows but the input dictionary .* has 34 entries"):
         big.load_state_dict(small.state_dict())
     three = FeatureBasedLinearModel.build_model(cfg(), task(make_dict(20)))
     three.register_classification_head("h", num_classes=3)

@@ -47,6 +47,7 @@ def test_outputs_and_accuracy(tmp_path, fmt):
     out = tmp_path / f"pred.{fmt}"
     result = predict_file(StubHub(), str(path), str(out), "tsv", (0,), 1, output_format=fmt)
     assert result["examples"] == 3 and result["accuracy"] == pytest.approx(66.67)
+    assert result["f1"] == pytest.approx(66.67)  # class "1": tp 1, predicted 2, gold 1
     lines = out.read_text().splitlines()
     if fmt == "tsv":
         assert lines[0] == "label\tp_0\tp_1" and lines[1].split("\t")[0] == "1" and len(lines) == 4

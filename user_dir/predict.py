@@ -18,7 +18,8 @@ def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "t
     """Predict every example of ``input_path``; write labels and probabilities.
 
     Returns ``{"examples", "seconds", "sentences_per_second"}`` plus
-    ``"accuracy"`` when labels are given (unknown labels are refused).
+    ``"accuracy"`` when labels are given (unknown labels are refused), and
+    ``"f1"`` of the second class (label-dictionary order) for two classes.
     """
     texts, labels = read_examples(input_path, fmt, text_columns, label_column, header)
     if labels is not None:
@@ -37,7 +38,16 @@ def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "t
               "sentences_per_second": round(len(texts) / seconds, 1) if seconds > 0 else None}
     if labels is not None and labels:
         result["accuracy"] = round(100.0 * sum(p == g for p, g in zip(preds, labels)) / len(labels), 2)
+        if len(hub.classes) == 2:
+            result["f1"] = round(binary_f1(preds, labels, hub.classes[1]), 2)
     return result
+
+
+def binary_f1(preds: Sequence[str], labels: Sequence[str], positive: str) -> float:
+    """F1 (in %) of the positive class, GLUE's second metric for MRPC and QQP."""
+    tp = sum(p == positive and g == positive for p, g in zip(preds, labels))
+    predicted, actual = sum(p == positive for p in preds), sum(g == positive for g in labels)
+    return 200.0 * tp / (predicted + actual) if predicted + actual else 0.0
 
 
 def write_predictions(f, preds, probs, classes, output_format: str) -> None:

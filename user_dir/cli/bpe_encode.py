@@ -1,4 +1,4 @@
-"""distill-bpe-encode: text to space-separated WordPiece tokens, for fairseq-preprocess."""
+"""distill-bpe-encode: text to space-separated BPE tokens, for fairseq-preprocess."""
 
 import argparse
 
@@ -8,22 +8,36 @@ from . import run_main
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="distill-bpe-encode",
-        description="Tokenize every input line with --bpe wordpiece (the Hugging Face tokenizer), "
-        "one output line per input line, ready for fairseq-preprocess --srcdict TEACHER/dict.txt "
-        "(fairseq-preprocess itself applies no BPE).",
+        description="Tokenize every input line with fairseq's --bpe wordpiece (the teacher's "
+        "Hugging Face tokenizer) or --bpe sentencepiece, one output line per input line, ready for "
+        "fairseq-preprocess (which itself applies no BPE). Pass the same --bpe flags to "
+        "fairseq-train so that prediction from raw text tokenizes the same way.",
     )
-    p.add_argument("--wordpiece-vocab", required=True, metavar="FILE",
-                   help="tokenizer.json or vocab.txt (distill-import-hf copies both)")
+    p.add_argument("--bpe", choices=["wordpiece", "sentencepiece"], default="wordpiece",
+                   help="(default: %(default)s)")
+    p.add_argument("--wordpiece-vocab", metavar="FILE",
+                   help="wordpiece: tokenizer.json or vocab.txt (distill-import-hf copies both)")
+    p.add_argument("--sentencepiece-model", metavar="FILE.model",
+                   help="sentencepiece: the model; trained on --input first if "
+                        "--sentencepiece-vocab-size is given and it does not exist yet")
+    p.add_argument("--sentencepiece-vocab-size", type=int, metavar="N",
+                   help="sentencepiece: train a unigram model of N pieces on --input when the model is missing")
     p.add_argument("--input", required=True, metavar="FILE", help="text, one example per line")
     p.add_argument("--output", required=True, metavar="FILE", help="file to write")
     return p
 
 
 def main(argv=None) -> int:
-    from ..encoders.wordpiece import encode_file
+    import os
+
+    from ..encoders.files import build_bpe, encode_file, train_sentencepiece
 
     args = get_parser().parse_args(argv)
-    return encode_file(args.wordpiece_vocab, args.input, args.output)
+    if (args.bpe == "sentencepiece" and args.sentencepiece_vocab_size and args.sentencepiece_model
+            and not os.path.exists(args.sentencepiece_model)):
+        train_sentencepiece([args.input], args.sentencepiece_model, args.sentencepiece_vocab_size)
+    bpe = build_bpe(args.bpe, args.wordpiece_vocab, args.sentencepiece_model)
+    return encode_file(bpe, args.input, args.output)
 
 
 def cli_main() -> None:

@@ -21,9 +21,10 @@ def components():
 
     names = {
         "task": (TASK_DATACLASS_REGISTRY, ["feature_based_sentence_prediction",
-                                            "feature_based_sentence_pair_prediction"]),
+                                            "feature_based_sentence_pair_prediction", "glue_distillation"]),
         "model": (MODEL_DATACLASS_REGISTRY, ["feature_based_linear_model",
-                                              "feature_based_linear_biencoder_model"]),
+                                              "feature_based_linear_biencoder_model",
+                                              "bilstm_classifier", "bilstm_siamese_classifier"]),
         "criterion": (CRITERION_DATACLASS_REGISTRY, ["distillation"]),
         "optimizer": (OPTIMIZER_DATACLASS_REGISTRY, ["mixed_adam"]),
     }
@@ -34,20 +35,27 @@ def components():
     return found
 
 
-def get_parser() -> argparse.ArgumentParser:
+def get_parsers():
+    """One parser per component: components may share flag names (--max-positions)."""
     from fairseq.dataclass.utils import gen_parser_from_dataclass
 
-    parser = argparse.ArgumentParser(prog="distill-flags", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsers = []
     for kind, names, dc in components():
-        group = parser.add_argument_group(" / ".join(f"--{kind} {n}" for n in names))
-        gen_parser_from_dataclass(group, dc())
-    return parser
+        parser = argparse.ArgumentParser(prog=" / ".join(f"--{kind} {n}" for n in names), add_help=False,
+                                         usage=argparse.SUPPRESS)
+        gen_parser_from_dataclass(parser, dc())
+        parsers.append(parser)
+    return parsers
+
+
+def help_text() -> str:
+    return __doc__ + "\n".join(p.prog + "\n" + p.format_help() for p in get_parsers())
 
 
 def cli_main() -> None:
     setup_logging()
-    get_parser().print_help()
+    argparse.ArgumentParser(prog="distill-flags", description=__doc__).parse_args()
+    print(help_text())
 
 
 if __name__ == "__main__":

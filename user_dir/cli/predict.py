@@ -10,12 +10,13 @@ from . import run_main
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="distill-predict",
-        description="Classify raw text (one example per line) or TSV with a trained DAN "
-        "student. Prints a JSON summary (examples, speed, accuracy when labels are given).",
+        description="Classify raw text (one example per line) or TSV with a trained student (DAN "
+        "or BiLSTM). Prints a JSON summary (examples, speed; accuracy, and F1 of the second class "
+        "for two classes, when labels are given).",
     )
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint, e.g. checkpoints/checkpoint_best.pt")
     p.add_argument("--data-bin", required=True, metavar="DIR",
-                   help="the data-bin the student was trained on (dictionaries and input0/ngrams.json)")
+                   help="the data-bin the student was trained on (its dictionaries; input0/ngrams.json for a DAN)")
     p.add_argument("--input", required=True, metavar="FILE", help="text or TSV file")
     p.add_argument("--input-format", choices=["text", "tsv"], default=None,
                    help="default: tsv for *.tsv files, text otherwise")
@@ -35,11 +36,11 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     import torch
 
-    from ..models.hub_interface import DANHubInterface
+    from ..models.hub_interface import StudentHubInterface
     from ..predict import guess_format, predict_file
 
     args = get_parser().parse_args(argv)
-    hub = DANHubInterface.from_pretrained(os.path.dirname(os.path.abspath(args.checkpoint)),
+    hub = StudentHubInterface.from_pretrained(os.path.dirname(os.path.abspath(args.checkpoint)),
                                           os.path.abspath(args.checkpoint), os.path.abspath(args.data_bin))
     if torch.cuda.is_available() and not args.cpu:
         hub.cuda()

@@ -74,21 +74,3 @@ class WordPieceBPE:
 
     def is_beginning_of_word(self, x: str) -> bool:
         return not x.startswith("##")
-
-
-def encode_file(vocab: str, input_path: str, output_path: str, batch_lines: int = 10000) -> int:
-    """WordPiece-encode a text file line by line (line rules of ``text_io``); atomic output."""
-    from ..data.text_io import DecodeReport, atomic_output, iter_lines, warn_bad_utf8
-
-    bpe = WordPieceBPE(WordPieceConfig(wordpiece_vocab=vocab))
-    report, batch, written = DecodeReport(), [], 0
-    with atomic_output(output_path, "w", encoding="utf-8", newline="\n") as out:
-        for line in iter_lines(input_path, report=report):
-            batch.append(line)
-            if len(batch) >= batch_lines:
-                out.write("".join(x + "\n" for x in bpe.encode_batch(batch)))
-                written, batch = written + len(batch), []
-        out.write("".join(x + "\n" for x in bpe.encode_batch(batch)))
-        written += len(batch)
-    warn_bad_utf8(input_path, [n + 1 for n in report.bad_lines])
-    return written

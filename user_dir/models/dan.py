@@ -17,15 +17,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models import (
-    FairseqEncoder,
-    FairseqEncoderModel,
-    register_model,
-    register_model_architecture,
-)
+from fairseq.models import FairseqEncoder, register_model, register_model_architecture
 from omegaconf import II
+
+from .classifier import PooledClassifierModel
 
 logger = logging.getLogger(__name__)
 
@@ -118,41 +114,16 @@ class DANEncoder(FairseqEncoder):
         return self.cfg.max_positions
 
 
-class DANClassificationHead(nn.Module):
-    """dropout -> dense -> activation -> dropout -> out_proj (RoBERTa's head layout)."""
-
-    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout):
-        super().__init__()
-        self.dense = nn.Linear(input_dim, inner_dim)
-        self.activation_fn = utils.get_activation_fn(activation_fn)
-        self.dropout = nn.Dropout(p=pooler_dropout)
-        self.out_proj = nn.Linear(inner_dim, num_classes)
-
-    def forward(self, features, **kwargs):
-        x = self.dropout(features)
-        x = self.activation_fn(self.dense(x))
-        x = self.dropout(x)
-        return self.out_proj(x)
-
-
 @register_model("feature_based_linear_model", dataclass=FeatureBasedLinearModelConfig)
-class FeatureBasedLinearModel(FairseqEncoderModel):
+class FeatureBasedLinearModel(PooledClassifierModel):
     """The sparse-distillation DAN for single texts."""
 
     num_inputs = 1
-
-    def __init__(self, cfg, encoder):
-        super().__init__(encoder)
-        self.cfg = cfg
-        self.classification_heads = nn.ModuleDict()
+    single_arch, pair_arch = "feature_based_linear_model", "feature_based_linear_biencoder_model"
 
     @classmethod
     def build_model(cls, cfg, task):
-        n_task = len(getattr(task, "input_keys", ("input0",)))
-        if n_task != cls.num_inputs:
-            other = "feature_based_linear_biencoder_model" if n_task == 2 else "feature_based_linear_model"
-            raise ValueError(f"--arch {cls.__name__} takes {cls.num_inputs} input(s) per example but "
-                             f"the task gives {n_task}: use a {other} architecture")
+        cls.check_inputs(task)
         if cfg.sparse_embedding == "auto":
             sparse = cfg.optimizer_name in SPARSE_OPTIMIZERS
         else:
@@ -161,54 +132,13 @@ class FeatureBasedLinearModel(FairseqEncoderModel):
                     len(task.source_dictionary), cfg.encoder_embed_dim, sparse)
         return cls(cfg, DANEncoder(cfg, task.source_dictionary, sparse))
 
-    def encode(self, src_tokens, src_lengths=None, **kwargs):
-        return self.encoder(src_tokens, src_lengths)
-
-    def forward(self, src_tokens, src_lengths=None, features_only=False, return_all_hiddens=False,
-                classification_head_name=None, **kwargs):
-        x = self.encode(src_tokens, src_lengths, **kwargs)
-        if classification_head_name is not None:
-            x = self.classification_heads[classification_head_name](x)
-        return x, {}
+    @property
+    def encoder_dim(self) -> int:
+        return self.cfg.encoder_embed_dim
 
     @property
-    def head_input_dim(self):
-        return self.cfg.encoder_embed_dim * (1 if self.num_inputs == 1 else 4)
-
-    def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
-        self.classification_heads[name] = DANClassificationHead(
-            self.head_input_dim, inner_dim or self.cfg.hidden_dim, num_classes,
-            self.cfg.pooler_activation_fn, self.cfg.pooler_dropout,
-        )
-
-    def upgrade_state_dict_named(self, state_dict, name):
-        super().upgrade_state_dict_named(state_dict, name)
-        prefix = name + "." if name else ""
-        key = prefix + "encoder.embed_tokens.weight"
-        if key in state_dict:
-            saved, current = state_dict[key].size(0), len(self.encoder.dictionary)
-            if saved != current:
-                raise ValueError(
-                    f"the checkpoint's feature embedding has {saved} rows but the feature "
-                    f"dictionary (input0/dict.txt) has {current} entries: load the checkpoint "
-                    f"with the data-bin it was trained on"
-                )
-        for head_name, head in self.classification_heads.items():
-            key = f"{prefix}classification_heads.{head_name}.out_proj.weight"
-            if key in state_dict and state_dict[key].size(0) != head.out_proj.out_features:
-                raise ValueError(
-                    f"the checkpoint's head {head_name!r} has {state_dict[key].size(0)} classes "
-                    f"but the task has {head.out_proj.out_features}"
-                )
-
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
-                        data_name_or_path=".", **kwargs):
-        """Load a trained student for raw-text prediction (see hub_interface)."""
-        from .hub_interface import DANHubInterface
-
-        return DANHubInterface.from_pretrained(model_name_or_path, checkpoint_file,
-                                               data_name_or_path, **kwargs)
+    def head_activation(self) -> str:
+        return self.cfg.pooler_activation_fn
 
 
 @register_model("feature_based_linear_biencoder_model", dataclass=FeatureBasedLinearModelConfig)
@@ -216,13 +146,6 @@ class FeatureBasedLinearBiencoderModel(FeatureBasedLinearModel):
     """The DAN for text pairs: one shared encoder, head over [u, v, u*v, |u-v|]."""
 
     num_inputs = 2
-
-    def encode(self, src_tokens, src_lengths=None, src_tokens1=None, src_lengths1=None, **kwargs):
-        if src_tokens1 is None:
-            raise ValueError("the bi-encoder needs src_tokens1 (the second text of each pair)")
-        u = self.encoder(src_tokens, src_lengths)
-        v = self.encoder(src_tokens1, src_lengths1)
-        return torch.cat([u, v, u * v, (u - v).abs()], dim=-1)
 
 
 @register_model_architecture("feature_based_linear_model", "dan_paper")

@@ -1,13 +1,15 @@
-"""Raw text in, labels and probabilities out, for a trained DAN student.
+"""Raw text in, labels and probabilities out, for a trained student.
 
     from user_dir.models.dan import FeatureBasedLinearModel
     dan = FeatureBasedLinearModel.from_pretrained("checkpoints", "checkpoint_best.pt", "data-bin")
     dan.predict(["a gorgeous , witty film"])          # -> ['1']
     dan.predict_proba(["a gorgeous , witty film"])    # -> array([[0.03, 0.97]])
 
-For pair models, pass ``(text_a, text_b)`` tuples.  The n-gram settings come
-from ``data-bin/input0/ngrams.json`` (the ``VOCAB.json`` of
-``distill-ngram-dict``), the features from ``input0/dict.txt``.
+For pair models, pass ``(text_a, text_b)`` tuples.  A DAN (n-gram task)
+featurizes with ``data-bin/input0/ngrams.json`` (the ``VOCAB.json`` of
+``distill-ngram-dict``) and ``input0/dict.txt``; a token student
+(``glue_distillation``, e.g. the BiLSTM) applies the checkpoint's ``--bpe``
+and ``input0/dict.txt`` exactly as ``fairseq-preprocess`` saw them.
 """
 
 import os
@@ -23,20 +25,30 @@ from ..data.ngrams import Featurizer
 Text = Union[str, Sequence[str]]
 
 
-class DANHubInterface(nn.Module):
+class StudentHubInterface(nn.Module):
     def __init__(self, cfg, task, model):
         super().__init__()
         self.cfg = cfg
         self.task = task
         self.model = model
         self.model.eval()
-        if task.ngram_settings is None:
+        d = task.source_dictionary
+        self.token_inputs = getattr(task, "token_inputs", False)
+        if self.token_inputs:
+            from fairseq.data import encoders
+
+            self.bpe = encoders.build_bpe(cfg.bpe)
+            if self.bpe is None:
+                raise ValueError("the checkpoint was trained without --bpe, so raw text cannot be "
+                                 "tokenized as its data-bin was: retrain with --bpe wordpiece or "
+                                 "--bpe sentencepiece (the encoding used before fairseq-preprocess)")
+        elif task.ngram_settings is None:
             raise ValueError(
                 f"{os.path.join(task.cfg.data, 'input0', 'ngrams.json')} not found: copy the "
                 f"VOCAB.json written by distill-ngram-dict there to predict from raw text"
             )
-        d = task.source_dictionary
-        self.featurize = Featurizer(task.ngram_settings, d.symbols, d.nspecial, task.cfg.max_positions)
+        else:
+            self.featurize = Featurizer(task.ngram_settings, d.symbols, d.nspecial, task.cfg.max_positions)
         self.classes: List[str] = list(task.classes)
         self.head = task.cfg.classification_head_name
         self.num_inputs = len(task.input_keys)
@@ -44,7 +56,7 @@ class DANHubInterface(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_dir: str, checkpoint_file: str = "checkpoint_best.pt",
-                        data_name_or_path: str = ".", **overrides) -> "DANHubInterface":
+                        data_name_or_path: str = ".", **overrides) -> "StudentHubInterface":
         from fairseq import checkpoint_utils
 
         data = data_name_or_path
@@ -71,12 +83,22 @@ class DANHubInterface(nn.Module):
             raise ValueError("this model classifies pairs: pass (text_a, text_b) tuples")
         return [[t[0] for t in texts], [t[1] for t in texts]]
 
+    def _ids(self, texts: List[str]) -> List[torch.Tensor]:
+        """Input ids of each text: its n-gram features, or its BPE tokens and </s>."""
+        if not self.token_inputs:
+            return [torch.from_numpy(x) for x in self.featurize.batch(texts)]
+        d = self.task.source_dictionary
+        encoded = self.bpe.encode_batch(texts) if hasattr(self.bpe, "encode_batch") \
+            else [self.bpe.encode(t) for t in texts]
+        limit = self.task.cfg.max_positions
+        return [d.encode_line(x, append_eos=True, add_if_not_exist=False).long()[:limit] for x in encoded]
+
     def encode(self, texts: Sequence[Text]) -> dict:
         """The model's ``net_input`` for a batch of raw texts."""
         pad = self.task.source_dictionary.pad()
         net_input = {}
         for i, side in enumerate(self._split(texts)):
-            ids = [torch.from_numpy(x) for x in self.featurize.batch(side)]
+            ids = self._ids(side)
             suffix = "" if i == 0 else str(i)
             net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(self.device)
             net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=self.device)
@@ -84,7 +106,8 @@ class DANHubInterface(nn.Module):
 
     @property
     def _flat_path(self) -> bool:
-        return self.num_inputs == 1 and self.model.encoder.mode in ("mean", "sum")
+        return (self.num_inputs == 1 and not self.token_inputs
+                and self.model.encoder.mode in ("mean", "sum"))
 
     def _batch_logits(self, texts):
         if self._flat_path:  # no padding: ids back to back + per-text counts
@@ -97,10 +120,18 @@ class DANHubInterface(nn.Module):
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        # token models: batches of similar lengths (little padding), original order restored
+        order = np.argsort([len(t) if isinstance(t, str) else sum(map(len, t)) for t in texts],
+                           kind="stable") if self.token_inputs else np.arange(len(texts))
         out = []
         for start in range(0, len(texts), batch_size):
-            out.append(self._batch_logits(texts[start:start + batch_size]).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            out.append(self._batch_logits(batch).float().cpu().numpy())
+        logits = np.empty((len(texts), len(self.classes)), dtype=np.float32)
+        logits[order] = np.concatenate(out)
+        return logits
 
     def predict_proba(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
         logits = self.logits(texts, batch_size)

@@ -40,18 +40,11 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FeatureBasedSentencePredictionConfig(FairseqDataclass):
+class StudentTaskConfig(FairseqDataclass):
+    """Flags every student task shares (data-bin, classes, teacher logits)."""
+
     data: str = field(default=MISSING, metadata={"help": "path to the data-bin directory"})
     num_classes: int = field(default=-1, metadata={"help": "number of classes"})
-    max_positions: int = field(
-        default=2048,
-        metadata={"help": "keep at most this many features per input: the first ones, in text order"},
-    )
-    feature_dropout: float = field(
-        default=0.1,
-        metadata={"help": "drop each training feature with this probability, a fresh draw every "
-                          "epoch (never at validation)"},
-    )
     distillation_target: bool = field(
         default=False,
         metadata={"help": "load teacher logits from DATA/distill/SPLIT.npy (required for the "
@@ -61,6 +54,19 @@ class FeatureBasedSentencePredictionConfig(FairseqDataclass):
     classification_head_name: str = II("criterion.classification_head_name")
     train_subset: str = II("dataset.train_subset")
     seed: int = II("common.seed")
+
+
+@dataclass
+class FeatureBasedSentencePredictionConfig(StudentTaskConfig):
+    max_positions: int = field(
+        default=2048,
+        metadata={"help": "keep at most this many features per input: the first ones, in text order"},
+    )
+    feature_dropout: float = field(
+        default=0.1,
+        metadata={"help": "drop each training feature with this probability, a fresh draw every "
+                          "epoch (never at validation)"},
+    )
 
 
 def _load_dictionary(path: str) -> Dictionary:
@@ -128,12 +134,18 @@ class FeatureBasedSentencePredictionTask(FairseqTask):
             return None
         return data_utils.load_indexed_dataset(path, dictionary, combine=combine)
 
-    def _load_features(self, key: str, split: str, combine: bool):
+    def _load_inputs(self, key: str, split: str, combine: bool):
         dataset = self._load_indexed(key, split, self.source_dictionary, combine)
         if dataset is None:
             raise FileNotFoundError(f"could not find dataset: {self._path(key, split)}.{{bin,idx}}")
+        return dataset
+
+    def _prepare_input(self, dataset, is_train: bool):
+        """A text's ids as the model sees them (here: a bag of features, dropped out in training)."""
         # fairseq-preprocess appends </s>; a bag of features has no end
-        return StripTokenDataset(dataset, id_to_strip=self.source_dictionary.eos())
+        dataset = StripTokenDataset(dataset, id_to_strip=self.source_dictionary.eos())
+        p = self.cfg.feature_dropout if is_train else 0.0
+        return FeatureDropoutDataset(dataset, p, self.cfg.max_positions, self.cfg.seed)
 
     def _load_labels(self, split: str, num_examples: int, combine: bool):
         dataset = self._load_indexed("label", split, self.label_dictionary, combine)
@@ -156,14 +168,13 @@ class FeatureBasedSentencePredictionTask(FairseqTask):
 
     def load_dataset(self, split, combine=False, **kwargs):
         is_train = split == self.cfg.train_subset
-        p = self.cfg.feature_dropout if is_train else 0.0
-        inputs = [self._load_features(key, split, combine) for key in self.input_keys]
+        inputs = [self._load_inputs(key, split, combine) for key in self.input_keys]
         n = len(inputs[0])
         for key, ds in zip(self.input_keys[1:], inputs[1:]):
             if len(ds) != n:
                 raise ValueError(f"{self._path(key, split)} has {len(ds)} examples but "
                                  f"{self._path('input0', split)} has {n}")
-        inputs = [FeatureDropoutDataset(ds, p, self.cfg.max_positions, self.cfg.seed) for ds in inputs]
+        inputs = [self._prepare_input(ds, is_train) for ds in inputs]
 
         net_input = {}
         for i, ds in enumerate(inputs):

@@ -1,0 +1,188 @@
+"""The D-BERT BiLSTM student and the glue_distillation task, through the real commands."""
+
+import re
+import shutil
+from argparse import Namespace
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+from user_dir.models.bilstm import BiLSTMClassifier, BiLSTMClassifierConfig, BiLSTMEncoder
+
+from conftest import REPO, read_tsv, run
+
+LABEL_DICT = REPO / "data-bin-templates" / "sst2-binary" / "label" / "dict.txt"
+
+
+def valid_accuracies(log):
+    return [float(m) for m in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log)]
+
+
+def token_data_bin(work, splits, bpe_flags, srcdict=None, sides=("",)):
+    """BPE-encode {split}{side}.txt, binarize into input0 (input1), copy labels."""
+    data = work / "data-bin"
+    for k, side in enumerate(sides):
+        for split in splits:
+            run(["distill-bpe-encode", *bpe_flags, "--input", work / f"{split}{side}.txt",
+                 "--output", work / f"{split}{side}.bpe"])
+        dict_flags = ["--srcdict", srcdict] if srcdict else []
+        if k and not srcdict:
+            dict_flags = ["--srcdict", data / "input0" / "dict.txt"]
+        run(["fairseq-preprocess", "--only-source", *dict_flags, "--trainpref", work / f"train{side}.bpe",
+             "--validpref", work / f"dev{side}.bpe", "--destdir", data / f"input{k}", "--workers", "2"])
+    run(["fairseq-preprocess", "--only-source", "--srcdict", LABEL_DICT, "--trainpref", work / "train.label",
+         "--validpref", work / "dev.label", "--destdir", data / "label", "--workers", "2"])
+    return data
+
+
+def train_flags(data, save_dir, arch="bilstm_classifier", extra=()):
+    return ["fairseq-train", data, "--user-dir", REPO / "user_dir", "--task", "glue_distillation",
+            "--num-classes", "2", "--arch", arch, "--lstm-hidden-size", "64", "--hidden-dim", "64",
+            "--criterion", "distillation", "--optimizer", "adam", "--lr", "2e-3", "--batch-size", "32",
+            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--seed", "2",
+            "--log-format", "simple", "--log-interval", "100", "--save-dir", save_dir,
+            "--no-epoch-checkpoints", "--num-workers", "0", *extra]
+
+
+def predict(ckpt, data, tsv, columns, tmp_path):
+    proc = run(["distill-predict", "--checkpoint", ckpt, "--data-bin", data, "--input", tsv, "--header",
+                "--text-column", *columns, "--label-column", "0" if len(columns) == 2 else "1",
+                "--output", tmp_path / "pred.tsv"])
+    return eval(proc.stdout.strip().splitlines()[-1].replace("null", "None"))
+
+
+@pytest.fixture(scope="module")
+def wordpiece_bin(sst2, imported_teacher, tmp_path_factory):
+    work = tmp_path_factory.mktemp("bilstm")
+    for name in ("train.txt", "dev.txt", "train.label", "dev.label"):
+        shutil.copy(sst2["work"] / name, work / name)
+    data = token_data_bin(work, ("train", "dev"), ["--wordpiece-vocab", imported_teacher / "tokenizer.json"],
+                          srcdict=imported_teacher / "dict.txt")
+    shutil.copytree(sst2["data_bin"] / "distill", data / "distill")
+    return data
+
+
+def test_distilled_bilstm_from_teacher_embeddings(wordpiece_bin, imported_teacher, sst2, glue, tmp_path):
+    save = tmp_path / "ckpt"
+    proc = run(train_flags(wordpiece_bin, save, extra=[
+        "--distillation-target", "--encoder-embed-dim", "384", "--embed-init", imported_teacher / "model.pt",
+        "--max-epoch", "2", "--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]))
+    log = proc.stdout + proc.stderr
+    assert "embeddings: 30522 of 30522 rows from" in log
+    accs = valid_accuracies(log)
+    assert len(accs) == 2 and max(accs) >= 72.0, (accs, sst2["teacher_acc"])  # chance is ~50
+    assert re.search(r"agreement [\d.]+", log)
+    # raw dev.tsv through the checkpoint's own --bpe: the validation accuracy exactly
+    summary = predict(save / "checkpoint_best.pt", wordpiece_bin, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
+    assert summary["examples"] == 872 and summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
+
+
+def test_sentencepiece_tokens_and_mse_loss(sst2, glue, tmp_path):
+    work = tmp_path
+    for name in ("train.txt", "dev.txt", "train.label", "dev.label"):
+        shutil.copy(sst2["work"] / name, work / name)
+    spm = work / "sp.model"
+    run(["distill-bpe-encode", "--bpe", "sentencepiece", "--sentencepiece-model", spm,
+         "--sentencepiece-vocab-size", "2000", "--input", work / "train.txt", "--output", work / "ignored.bpe"])
+    data = token_data_bin(work, ("train", "dev"), ["--bpe", "sentencepiece", "--sentencepiece-model", spm])
+    shutil.copytree(sst2["data_bin"] / "distill", data / "distill")
+    proc = run(train_flags(data, work / "ckpt", extra=[
+        "--distillation-target", "--distillation-loss", "mse", "--encoder-embed-dim", "64", "--pooling", "max",
+        "--max-epoch", "1", "--bpe", "sentencepiece", "--sentencepiece-model", spm]))
+    accs = valid_accuracies(proc.stdout + proc.stderr)
+    assert accs and accs[0] > 55.0  # one epoch from random embeddings: above chance
+    summary = predict(work / "ckpt" / "checkpoint_best.pt", data, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
+    assert summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
+
+
+def test_mrpc_pairs_with_the_siamese_bilstm(glue, imported_teacher, tmp_path):
+    work = tmp_path
+    for split, name in (("train", "train.tsv"), ("dev", "dev.tsv")):
+        rows = read_tsv(glue / "MRPC" / name)[:1200]
+        for side, col in (("", 3), ("1", 4)):
+            (work / f"{split}{side}.txt").write_text("".join(r[col] + "\n" for r in rows), encoding="utf-8")
+        (work / f"{split}.label").write_text("".join(r[0] + "\n" for r in rows))
+    data = token_data_bin(work, ("train", "dev"), ["--wordpiece-vocab", imported_teacher / "tokenizer.json"],
+                          srcdict=imported_teacher / "dict.txt", sides=("", "1"))
+    # gold labels only (no teacher logits): the criterion falls back to cross-entropy
+    proc = run(train_flags(data, work / "ckpt", arch="bilstm_dbert_siamese", extra=[
+        "--encoder-embed-dim", "384", "--embed-init", imported_teacher / "model.pt", "--max-epoch", "2",
+        "--lstm-hidden-size", "32", "--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]))
+    log = proc.stdout + proc.stderr
+    assert "sentence pairs" in log
+    accs = valid_accuracies(log)
+    assert len(accs) == 2 and max(accs) >= 60.0  # a sanity bound: the majority class is 68.4
+    summary = predict(work / "ckpt" / "checkpoint_best.pt", data, glue / "MRPC" / "dev.tsv", ["3", "4"], tmp_path)
+    assert summary["examples"] == 408 and summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
+    assert 0.0 < summary["f1"] <= 100.0
+    # the single-text architecture refuses a pair data-bin
+    proc = run(train_flags(data, work / "x", extra=["--max-epoch", "1"]), check=False)
+    assert proc.returncode != 0 and "use a bilstm_siamese_classifier architecture" in proc.stderr
+
+
+def tiny_encoder(pooling, **kw):
+    d = Dictionary()
+    for w in "a b c d e".split():
+        d.add_symbol(w)
+    cfg = BiLSTMClassifierConfig(encoder_embed_dim=8, lstm_hidden_size=6, pooling=pooling, **kw)
+    return BiLSTMEncoder(cfg, d).eval(), d
+
+
+@pytest.mark.parametrize("pooling", ["final", "max"])
+def test_padding_never_changes_a_text(pooling):
+    torch.manual_seed(0)
+    enc, d = tiny_encoder(pooling)
+    a = torch.tensor([5, 6, 7, 8, 2])
+    b = torch.tensor([6, 2])
+    batch = torch.full((2, 5), d.pad())
+    batch[0], batch[1, :2] = a, b
+    with torch.no_grad():
+        together = enc(batch, torch.tensor([5, 2]))
+        alone = torch.cat([enc(a[None], torch.tensor([5])), enc(b[None], torch.tensor([2]))])
+    assert together.shape == (2, 12)
+    assert torch.allclose(together, alone, atol=1e-6)
+
+
+def test_embedding_init_by_symbol_and_dimension_check(imported_teacher):
+    from user_dir.models.bilstm import teacher_embeddings
+
+    symbols, weight = teacher_embeddings(str(imported_teacher / "model.pt"))
+    d = Dictionary()
+    for w in ("good", "film", "zzqxnotaword"):
+        d.add_symbol(w)
+    embed = torch.nn.Embedding(len(d), weight.size(1), padding_idx=d.pad())
+    before = embed.weight[d.index("zzqxnotaword")].clone()
+    BiLSTMClassifier.init_embeddings(embed, d, str(imported_teacher / "model.pt"))
+    assert torch.equal(embed.weight[d.index("good")], weight[symbols.index("good")])
+    assert torch.equal(embed.weight[d.index("zzqxnotaword")], before)  # unknown to the teacher: random
+    assert embed.weight[d.pad()].abs().sum() == 0
+    small = torch.nn.Embedding(len(d), 16)
+    with pytest.raises(ValueError, match="384-d embeddings: set --encoder-embed-dim 384"):
+        BiLSTMClassifier.init_embeddings(small, d, str(imported_teacher / "model.pt"))
+    with pytest.raises(FileNotFoundError, match="--embed-init checkpoint not found"):
+        teacher_embeddings(str(imported_teacher / "nope.pt"))
+
+
+@pytest.mark.parametrize("pooling", ["final", "max"])
+def test_equals_a_packed_bidirectional_lstm(pooling):
+    torch.manual_seed(1)
+    enc, d = tiny_encoder(pooling)
+    ref = torch.nn.LSTM(8, 6, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, f"{name}_l0").copy_(getattr(enc.forward_lstm, f"{name}_l0"))
+            getattr(ref, f"{name}_l0_reverse").copy_(getattr(enc.backward_lstm, f"{name}_l0"))
+        lengths = torch.tensor([7, 3, 1, 5])
+        tokens = torch.full((4, 7), d.pad())
+        for i, n in enumerate(lengths):
+            tokens[i, :n] = torch.randint(4, len(d), (int(n),))
+        x = enc.embed_tokens(tokens)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, (h, _) = ref(packed)
+        if pooling == "final":
+            expected = torch.cat([h[0], h[1]], dim=-1)
+        else:
+            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
+            expected = out.max(dim=1).values
+        assert torch.allclose(enc(tokens, lengths), expected, atol=1e-6)

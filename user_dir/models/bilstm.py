@@ -1,0 +1,185 @@
+"""The D-BERT student (Tang et al. 2019): a one-layer BiLSTM over tokens.
+
+embedding -> BiLSTM -> the concatenated final
+states of both directions (``--pooling final``, the paper's single-sentence
+model) or a max over time with padding masked (``--pooling max``) ->
+dropout -> fc -> ReLU -> dropout -> fc.  ``bilstm_siamese_classifier``
+encodes both texts of a pair with the same BiLSTM and classifies
+``[h1, h2, h1 * h2, |h1 - h2|]``.
+
+The embedding starts random, or from the teacher's input embeddings
+(``--embed-init TEACHER.pt``): rows are matched by dictionary symbol, so
+the task's tokens should be the teacher's WordPiece (symbols the teacher
+lacks stay random).  Train with ``--criterion distillation`` (KL, or MSE of
+logits as in the paper) or fairseq's ``sentence_prediction``.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import FairseqEncoder, register_model, register_model_architecture
+
+from .classifier import PooledClassifierModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BiLSTMClassifierConfig(FairseqDataclass):
+    encoder_embed_dim: int = field(default=300, metadata={"help": "token embedding dimension"})
+    lstm_hidden_size: int = field(default=150, metadata={"help": "LSTM units per direction"})
+    lstm_layers: int = field(default=1, metadata={"help": "stacked BiLSTM layers"})
+    pooling: ChoiceEnum(["final", "max"]) = field(
+        default="final", metadata={"help": "final: the last states of both directions; "
+                                           "max: max over time of the outputs, padding masked"}
+    )
+    hidden_dim: int = field(default=200, metadata={"help": "units of the ReLU layer of the classifier"})
+    dropout_in: float = field(default=0.1, metadata={"help": "dropout on the embeddings"})
+    dropout_out: float = field(default=0.1, metadata={"help": "dropout on the BiLSTM outputs"})
+    pooler_dropout: float = field(default=0.1, metadata={"help": "dropout in the classifier"})
+    embed_init: str = field(
+        default="", metadata={"help": "a fairseq checkpoint (the teacher) whose input embeddings "
+                                      "initialise ours, matched by symbol; its dict.txt must lie "
+                                      "beside it or in its data-bin's input0/"}
+    )
+    freeze_embed: bool = field(default=False, metadata={"help": "keep the embeddings fixed"})
+
+
+def reverse_within_length(x, lengths):
+    """Reverse each sequence of right-padded ``x`` [B, T, ...] within its length; padding stays put."""
+    T = x.size(1)
+    t = torch.arange(T, device=x.device).unsqueeze(0)
+    idx = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class BiLSTMEncoder(FairseqEncoder):
+    """Token ids [B, T] (right-padded) -> one vector [B, 2 * lstm_hidden_size].
+
+    The two directions are two unidirectional LSTMs over the padded batch,
+    the backward one over each text reversed within its length: with right
+    padding, no valid position ever sees a pad, so the result equals a
+    packed bidirectional LSTM (tested) while running the dense kernel, about
+    5x faster on CPU than ``pack_padded_sequence``.
+    """
+
+    def __init__(self, cfg, dictionary):
+        super().__init__(dictionary)
+        self.pooling = cfg.pooling
+        self.padding_idx = dictionary.pad()
+        self.embed_tokens = nn.Embedding(len(dictionary), cfg.encoder_embed_dim, padding_idx=self.padding_idx)
+        nn.init.uniform_(self.embed_tokens.weight, -0.1, 0.1)
+        with torch.no_grad():
+            self.embed_tokens.weight[self.padding_idx].zero_()
+        self.dropout_in = nn.Dropout(cfg.dropout_in)
+        self.dropout_out = nn.Dropout(cfg.dropout_out)
+        args = dict(input_size=cfg.encoder_embed_dim, hidden_size=cfg.lstm_hidden_size,
+                    num_layers=cfg.lstm_layers, batch_first=True,
+                    dropout=cfg.dropout_out if cfg.lstm_layers > 1 else 0.0)
+        self.forward_lstm = nn.LSTM(**args)
+        self.backward_lstm = nn.LSTM(**args)
+        self.output_dim = 2 * cfg.lstm_hidden_size
+
+    def forward(self, src_tokens, src_lengths=None, **unused):
+        pad_mask = src_tokens.eq(self.padding_idx)
+        if src_lengths is None:
+            src_lengths = (~pad_mask).sum(dim=1)
+        lengths = src_lengths.clamp(min=1)
+        x = self.dropout_in(self.embed_tokens(src_tokens))
+        fwd, _ = self.forward_lstm(x)
+        bwd, _ = self.backward_lstm(reverse_within_length(x, lengths))
+        if self.pooling == "final":
+            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, fwd.size(2))
+            h = torch.cat([fwd.gather(1, last).squeeze(1), bwd.gather(1, last).squeeze(1)], dim=-1)
+            return self.dropout_out(h)
+        out = torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1)
+        out = self.dropout_out(out).masked_fill(pad_mask.unsqueeze(-1), float("-inf"))
+        return out.max(dim=1).values
+
+
+def teacher_embeddings(path: str):
+    """(symbols, weight [V, D]) of a fairseq checkpoint's input embeddings."""
+    from fairseq import checkpoint_utils
+    from fairseq.data import Dictionary
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--embed-init checkpoint not found: {path}")
+    state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    keys = [k for k in state["model"] if k.endswith("embed_tokens.weight")]
+    if len(keys) != 1:
+        raise ValueError(f"{path}: expected one input-embedding matrix, found {keys or 'none'}")
+    weight = state["model"][keys[0]].float()
+    candidates = [os.path.join(os.path.dirname(path), "dict.txt")]
+    cfg = state.get("cfg")
+    if cfg is not None and cfg.get("task") is not None and cfg["task"].get("data"):
+        candidates.append(os.path.join(cfg["task"]["data"], "input0", "dict.txt"))
+    for dict_path in candidates:
+        if os.path.exists(dict_path):
+            symbols = Dictionary.load(dict_path).symbols
+            if len(symbols) != weight.size(0):
+                raise ValueError(f"{dict_path} has {len(symbols)} entries but {path} embeds "
+                                 f"{weight.size(0)} tokens: they do not belong together")
+            return symbols, weight
+    raise FileNotFoundError(f"no dictionary for {path}: looked for {', '.join(candidates)}")
+
+
+@register_model("bilstm_classifier", dataclass=BiLSTMClassifierConfig)
+class BiLSTMClassifier(PooledClassifierModel):
+    """D-BERT's BiLSTM student for single texts."""
+
+    num_inputs = 1
+    single_arch, pair_arch = "bilstm_classifier", "bilstm_siamese_classifier"
+    head_activation = "relu"
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        cls.check_inputs(task)
+        encoder = BiLSTMEncoder(cfg, task.source_dictionary)
+        if cfg.embed_init and not getattr(task, "loading_checkpoint", False):
+            cls.init_embeddings(encoder.embed_tokens, task.source_dictionary, cfg.embed_init)
+        if cfg.freeze_embed:
+            encoder.embed_tokens.weight.requires_grad_(False)
+        return cls(cfg, encoder)
+
+    @staticmethod
+    def init_embeddings(embed: nn.Embedding, dictionary, path: str) -> None:
+        symbols, weight = teacher_embeddings(path)
+        if weight.size(1) != embed.embedding_dim:
+            raise ValueError(f"{path} has {weight.size(1)}-d embeddings: set --encoder-embed-dim "
+                             f"{weight.size(1)} to start from them")
+        row = {s: i for i, s in enumerate(symbols)}
+        ours = [(i, row[s]) for i, s in enumerate(dictionary.symbols) if s in row]
+        with torch.no_grad():
+            idx = torch.tensor([i for i, _ in ours])
+            embed.weight[idx] = weight[torch.tensor([j for _, j in ours])]
+            embed.weight[dictionary.pad()].zero_()
+        logger.info("embeddings: %d of %d rows from %s", len(ours), len(dictionary), path)
+
+    @property
+    def encoder_dim(self) -> int:
+        return self.encoder.output_dim
+
+
+@register_model("bilstm_siamese_classifier", dataclass=BiLSTMClassifierConfig)
+class BiLSTMSiameseClassifier(BiLSTMClassifier):
+    """The pair variant: one BiLSTM for both texts, head over [h1, h2, h1*h2, |h1-h2|]."""
+
+    num_inputs = 2
+
+
+@register_model_architecture("bilstm_classifier", "bilstm_dbert")
+def bilstm_dbert(args):
+    """The paper's sizes: 300-d embeddings, 150 units per direction, 200-unit ReLU layer."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 300)
+    args.lstm_hidden_size = getattr(args, "lstm_hidden_size", 150)
+    args.hidden_dim = getattr(args, "hidden_dim", 200)
+
+
+@register_model_architecture("bilstm_siamese_classifier", "bilstm_dbert_siamese")
+def bilstm_dbert_siamese(args):
+    bilstm_dbert(args)
+    args.pooling = getattr(args, "pooling", "max")

@@ -1,0 +1,117 @@
+"""What every student classifier of the plugin shares.
+
+An encoder turns one text (right-padded ids [B, T]) into a vector [B, D];
+a single-text model classifies that vector, a pair model classifies
+``[u, v, u * v, |u - v|]`` of its two texts (one shared encoder).  Heads are
+registered by name, as in fairseq's RoBERTa, so the ``distillation`` and
+``sentence_prediction`` criteria drive every student the same way.  Loading
+a checkpoint with another dictionary or class count is refused clearly.
+"""
+
+import torch
+import torch.nn as nn
+from fairseq import utils
+from fairseq.models import FairseqEncoderModel
+
+
+class ClassificationHead(nn.Module):
+    """dropout -> dense -> activation -> dropout -> out_proj (RoBERTa's head layout)."""
+
+    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout):
+        super().__init__()
+        self.dense = nn.Linear(input_dim, inner_dim)
+        self.activation_fn = utils.get_activation_fn(activation_fn)
+        self.dropout = nn.Dropout(p=pooler_dropout)
+        self.out_proj = nn.Linear(inner_dim, num_classes)
+
+    def forward(self, features, **kwargs):
+        x = self.dropout(features)
+        x = self.activation_fn(self.dense(x))
+        x = self.dropout(x)
+        return self.out_proj(x)
+
+
+class PooledClassifierModel(FairseqEncoderModel):
+    """An encoder to one vector per text, and named classification heads.
+
+    Subclasses set ``num_inputs`` (1 or 2), ``pair_arch`` / ``single_arch``
+    (named in the error when the task gives the other kind), ``encoder_dim``
+    and ``head_activation``; the config gives ``hidden_dim`` and
+    ``pooler_dropout``.
+    """
+
+    num_inputs = 1
+    single_arch = pair_arch = ""
+    head_activation = "tanh"
+
+    def __init__(self, cfg, encoder):
+        super().__init__(encoder)
+        self.cfg = cfg
+        self.classification_heads = nn.ModuleDict()
+
+    @classmethod
+    def check_inputs(cls, task) -> None:
+        n_task = len(getattr(task, "input_keys", ("input0",)))
+        if n_task != cls.num_inputs:
+            other = cls.pair_arch if n_task == 2 else cls.single_arch
+            raise ValueError(f"--arch {cls.__name__} takes {cls.num_inputs} input(s) per example but "
+                             f"the task gives {n_task}: use a {other} architecture")
+
+    @property
+    def encoder_dim(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, src_tokens, src_lengths=None, src_tokens1=None, src_lengths1=None, **kwargs):
+        u = self.encoder(src_tokens, src_lengths)
+        if self.num_inputs == 1:
+            return u
+        if src_tokens1 is None:
+            raise ValueError(f"{type(self).__name__} needs src_tokens1 (the second text of each pair)")
+        v = self.encoder(src_tokens1, src_lengths1)
+        return torch.cat([u, v, u * v, (u - v).abs()], dim=-1)
+
+    def forward(self, src_tokens, src_lengths=None, features_only=False, return_all_hiddens=False,
+                classification_head_name=None, **kwargs):
+        x = self.encode(src_tokens, src_lengths, **kwargs)
+        if classification_head_name is not None:
+            x = self.classification_heads[classification_head_name](x)
+        return x, {}
+
+    @property
+    def head_input_dim(self):
+        return self.encoder_dim * (1 if self.num_inputs == 1 else 4)
+
+    def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
+        self.classification_heads[name] = ClassificationHead(
+            self.head_input_dim, inner_dim or self.cfg.hidden_dim, num_classes,
+            self.head_activation, self.cfg.pooler_dropout,
+        )
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name else ""
+        key = prefix + "encoder.embed_tokens.weight"
+        if key in state_dict:
+            saved, current = state_dict[key].size(0), len(self.encoder.dictionary)
+            if saved != current:
+                raise ValueError(
+                    f"the checkpoint's embedding has {saved} rows but the input dictionary "
+                    f"(input0/dict.txt) has {current} entries: load the checkpoint "
+                    f"with the data-bin it was trained on"
+                )
+        for head_name, head in self.classification_heads.items():
+            key = f"{prefix}classification_heads.{head_name}.out_proj.weight"
+            if key in state_dict and state_dict[key].size(0) != head.out_proj.out_features:
+                raise ValueError(
+                    f"the checkpoint's head {head_name!r} has {state_dict[key].size(0)} classes "
+                    f"but the task has {head.out_proj.out_features}"
+                )
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
+                        data_name_or_path=".", **kwargs):
+        """Load a trained student for raw-text prediction (see hub_interface)."""
+        from .hub_interface import StudentHubInterface
+
+        return StudentHubInterface.from_pretrained(model_name_or_path, checkpoint_file,
+                                                   data_name_or_path, **kwargs)
