@@ -69,7 +69,7 @@ bilstm() {  # bilstm DATA SAVE EPOCHS [flags]: the D-BERT BiLSTM, embeddings fro
     fairseq-train $data --user-dir "$REPO/user_dir" --task glue_distillation --num-classes 2 \
         --arch bilstm_classifier --encoder-embed-dim 384 --embed-init teacher/base/model.pt \
         --lstm-hidden-size 150 --hidden-dim 200 --pooling final \
-        --criterion distillation --optimizer adam --lr 1e-3 --batch-size 64 --max-epoch $epochs \
+        --criterion distillation --optimizer mixed_adam --lr 1e-3 --batch-size 64 --max-epoch $epochs \
         --bpe wordpiece --wordpiece-vocab "$WORK/$TOKENIZER" --num-workers 0 \
         --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
         --save-dir $save --no-epoch-checkpoints --log-format simple --log-interval 500 "$@" \

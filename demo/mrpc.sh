@@ -86,8 +86,8 @@ if [ ! -s bilstm-bin/distill/valid.npy ]; then
 fi
 fairseq-train bilstm-bin --user-dir "$REPO/user_dir" --task glue_distillation --num-classes 2 \
     --distillation-target --arch bilstm_dbert_siamese --encoder-embed-dim 384 \
-    --embed-init teacher/base/model.pt --criterion distillation --optimizer adam --lr 1e-3 \
-    --batch-size 32 --max-epoch 4 --bpe wordpiece --wordpiece-vocab "$TOKENIZER" --num-workers 0 \
+    --embed-init teacher/base/model.pt --criterion distillation --optimizer mixed_adam --lr 1e-3 \
+    --batch-size 32 --max-epoch 3 --bpe wordpiece --wordpiece-vocab "$TOKENIZER" --num-workers 0 \
     --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
     --save-dir bilstm --no-epoch-checkpoints --log-format simple --log-interval 200 \
     2>&1 | tee bilstm.log | grep -E "valid on|done training" || true

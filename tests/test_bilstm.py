@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
-from user_dir.models.bilstm import BiLSTMClassifier, BiLSTMClassifierConfig, BiLSTMEncoder
+from user_dir.models.bilstm import BiLSTMClassifierConfig, BiLSTMEncoder
 
 from conftest import REPO, read_tsv, run
 
@@ -39,7 +39,7 @@ def token_data_bin(work, splits, bpe_flags, srcdict=None, sides=("",)):
 def train_flags(data, save_dir, arch="bilstm_classifier", extra=()):
     return ["fairseq-train", data, "--user-dir", REPO / "user_dir", "--task", "glue_distillation",
             "--num-classes", "2", "--arch", arch, "--lstm-hidden-size", "64", "--hidden-dim", "64",
-            "--criterion", "distillation", "--optimizer", "adam", "--lr", "2e-3", "--batch-size", "32",
+            "--criterion", "distillation", "--lr", "2e-3", "--batch-size", "32",
             "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--seed", "2",
             "--log-format", "simple", "--log-interval", "100", "--save-dir", save_dir,
             "--no-epoch-checkpoints", "--num-workers", "0", *extra]
@@ -66,10 +66,12 @@ def wordpiece_bin(sst2, imported_teacher, tmp_path_factory):
 def test_distilled_bilstm_from_teacher_embeddings(wordpiece_bin, imported_teacher, sst2, glue, tmp_path):
     save = tmp_path / "ckpt"
     proc = run(train_flags(wordpiece_bin, save, extra=[
-        "--distillation-target", "--encoder-embed-dim", "384", "--embed-init", imported_teacher / "model.pt",
+        "--optimizer", "mixed_adam", "--distillation-target", "--encoder-embed-dim", "384",
+        "--embed-init", imported_teacher / "model.pt",
         "--max-epoch", "2", "--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]))
     log = proc.stdout + proc.stderr
     assert "embeddings: 30522 of 30522 rows from" in log
+    assert "mixed_adam: 1 sparse and" in log  # the embedding's sparse gradients go to SparseAdam
     accs = valid_accuracies(log)
     assert len(accs) == 2 and max(accs) >= 72.0, (accs, sst2["teacher_acc"])  # chance is ~50
     assert re.search(r"agreement [\d.]+", log)
@@ -88,7 +90,8 @@ def test_sentencepiece_tokens_and_mse_loss(sst2, glue, tmp_path):
     data = token_data_bin(work, ("train", "dev"), ["--bpe", "sentencepiece", "--sentencepiece-model", spm])
     shutil.copytree(sst2["data_bin"] / "distill", data / "distill")
     proc = run(train_flags(data, work / "ckpt", extra=[
-        "--distillation-target", "--distillation-loss", "mse", "--encoder-embed-dim", "64", "--pooling", "max",
+        "--optimizer", "adam", "--distillation-target", "--distillation-loss", "mse",
+        "--encoder-embed-dim", "64", "--pooling", "max",
         "--max-epoch", "1", "--bpe", "sentencepiece", "--sentencepiece-model", spm]))
     accs = valid_accuracies(proc.stdout + proc.stderr)
     assert accs and accs[0] > 55.0  # one epoch from random embeddings: above chance
@@ -107,7 +110,8 @@ def test_mrpc_pairs_with_the_siamese_bilstm(glue, imported_teacher, tmp_path):
                           srcdict=imported_teacher / "dict.txt", sides=("", "1"))
     # gold labels only (no teacher logits): the criterion falls back to cross-entropy
     proc = run(train_flags(data, work / "ckpt", arch="bilstm_dbert_siamese", extra=[
-        "--encoder-embed-dim", "384", "--embed-init", imported_teacher / "model.pt", "--max-epoch", "2",
+        "--optimizer", "mixed_adam", "--encoder-embed-dim", "384", "--embed-init", imported_teacher / "model.pt",
+        "--max-epoch", "2",
         "--lstm-hidden-size", "32", "--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]))
     log = proc.stdout + proc.stderr
     assert "sentence pairs" in log
@@ -117,7 +121,7 @@ def test_mrpc_pairs_with_the_siamese_bilstm(glue, imported_teacher, tmp_path):
     assert summary["examples"] == 408 and summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
     assert 0.0 < summary["f1"] <= 100.0
     # the single-text architecture refuses a pair data-bin
-    proc = run(train_flags(data, work / "x", extra=["--max-epoch", "1"]), check=False)
+    proc = run(train_flags(data, work / "x", extra=["--optimizer", "adam", "--max-epoch", "1"]), check=False)
     assert proc.returncode != 0 and "use a bilstm_siamese_classifier architecture" in proc.stderr
 
 
@@ -145,23 +149,24 @@ def test_padding_never_changes_a_text(pooling):
 
 
 def test_embedding_init_by_symbol_and_dimension_check(imported_teacher):
-    from user_dir.models.bilstm import teacher_embeddings
+    from user_dir.models.teacher_embeddings import init_by_symbol, load_teacher_embeddings
 
-    symbols, weight = teacher_embeddings(str(imported_teacher / "model.pt"))
+    symbols, weight, tokenizer = load_teacher_embeddings(str(imported_teacher / "model.pt"))
+    assert tokenizer.endswith("tokenizer.json")
     d = Dictionary()
     for w in ("good", "film", "zzqxnotaword"):
         d.add_symbol(w)
     embed = torch.nn.Embedding(len(d), weight.size(1), padding_idx=d.pad())
     before = embed.weight[d.index("zzqxnotaword")].clone()
-    BiLSTMClassifier.init_embeddings(embed, d, str(imported_teacher / "model.pt"))
+    init_by_symbol(embed, d, str(imported_teacher / "model.pt"))
     assert torch.equal(embed.weight[d.index("good")], weight[symbols.index("good")])
     assert torch.equal(embed.weight[d.index("zzqxnotaword")], before)  # unknown to the teacher: random
     assert embed.weight[d.pad()].abs().sum() == 0
     small = torch.nn.Embedding(len(d), 16)
     with pytest.raises(ValueError, match="384-d embeddings: set --encoder-embed-dim 384"):
-        BiLSTMClassifier.init_embeddings(small, d, str(imported_teacher / "model.pt"))
+        init_by_symbol(small, d, str(imported_teacher / "model.pt"))
     with pytest.raises(FileNotFoundError, match="--embed-init checkpoint not found"):
-        teacher_embeddings(str(imported_teacher / "nope.pt"))
+        load_teacher_embeddings(str(imported_teacher / "nope.pt"))
 
 
 @pytest.mark.parametrize("pooling", ["final", "max"])

@@ -110,3 +110,33 @@ def test_flat_pooling_equals_padded(mode):
     flat = torch.tensor([x for b in bags for x in b])
     counts = torch.tensor([len(b) for b in bags])
     assert torch.allclose(enc.pool_flat(flat, counts), enc(padded), atol=1e-6)
+
+
+def test_ngram_embeddings_from_the_teacher(imported_teacher, tmp_path):
+    from user_dir.data.ngrams import JOINER
+    from user_dir.models.teacher_embeddings import load_teacher_embeddings
+
+    teacher = load_teacher_embeddings(str(imported_teacher / "model.pt"))
+    row = {s: i for i, s in enumerate(teacher.symbols)}
+    d = Dictionary()
+    for gram in ("good", f"very{JOINER}good", "unwatchable", "!"):
+        d.add_symbol(gram)
+    ckpt = str(imported_teacher / "model.pt")
+    model = FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=ckpt), task(d))
+    w = model.encoder.embed_tokens.weight
+    assert torch.equal(w[d.index("good")], teacher.weight[row["good"]])
+    both = (teacher.weight[row["very"]] + teacher.weight[row["good"]]) / 2
+    assert torch.allclose(w[d.index(f"very{JOINER}good")], both)
+    # a word of several WordPiece tokens: the mean of its pieces
+    pieces = ["un", "##watch", "##able"]
+    assert all(p in row for p in pieces)
+    expected = torch.stack([teacher.weight[row[p]] for p in pieces]).mean(0)
+    assert torch.allclose(w[d.index("unwatchable")], expected, atol=1e-6)
+    # a model built to receive a checkpoint's weights does not read the file again
+    gone = str(tmp_path / "moved.pt")
+    FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=gone),
+                                        SimpleNamespace(**vars(task(d)), loading_checkpoint=True))
+    with pytest.raises(FileNotFoundError, match="--embed-init checkpoint not found"):
+        FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=gone), task(d))
+    with pytest.raises(ValueError, match="set --encoder-embed-dim 384"):
+        FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=32, embed_init=ckpt), task(d))

@@ -15,15 +15,23 @@ logits as in the paper) or fairseq's ``sentence_prediction``.
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoder, register_model, register_model_architecture
+from omegaconf import II
 
-from .classifier import PooledClassifierModel
+from .classifier import (
+    SPARSE_CHOICES,
+    SPARSE_HELP,
+    PooledClassifierModel,
+    mark_sparse,
+    use_sparse_embedding,
+)
+from .teacher_embeddings import init_by_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,8 @@ class BiLSTMClassifierConfig(FairseqDataclass):
                                       "beside it or in its data-bin's input0/"}
     )
     freeze_embed: bool = field(default=False, metadata={"help": "keep the embeddings fixed"})
+    sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
+    optimizer_name: Optional[str] = II("optimizer._name")
 
 
 def reverse_within_length(x, lengths):
@@ -101,32 +111,6 @@ class BiLSTMEncoder(FairseqEncoder):
         return out.max(dim=1).values
 
 
-def teacher_embeddings(path: str):
-    """(symbols, weight [V, D]) of a fairseq checkpoint's input embeddings."""
-    from fairseq import checkpoint_utils
-    from fairseq.data import Dictionary
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--embed-init checkpoint not found: {path}")
-    state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    keys = [k for k in state["model"] if k.endswith("embed_tokens.weight")]
-    if len(keys) != 1:
-        raise ValueError(f"{path}: expected one input-embedding matrix, found {keys or 'none'}")
-    weight = state["model"][keys[0]].float()
-    candidates = [os.path.join(os.path.dirname(path), "dict.txt")]
-    cfg = state.get("cfg")
-    if cfg is not None and cfg.get("task") is not None and cfg["task"].get("data"):
-        candidates.append(os.path.join(cfg["task"]["data"], "input0", "dict.txt"))
-    for dict_path in candidates:
-        if os.path.exists(dict_path):
-            symbols = Dictionary.load(dict_path).symbols
-            if len(symbols) != weight.size(0):
-                raise ValueError(f"{dict_path} has {len(symbols)} entries but {path} embeds "
-                                 f"{weight.size(0)} tokens: they do not belong together")
-            return symbols, weight
-    raise FileNotFoundError(f"no dictionary for {path}: looked for {', '.join(candidates)}")
-
-
 @register_model("bilstm_classifier", dataclass=BiLSTMClassifierConfig)
 class BiLSTMClassifier(PooledClassifierModel):
     """D-BERT's BiLSTM student for single texts."""
@@ -139,25 +123,13 @@ class BiLSTMClassifier(PooledClassifierModel):
     def build_model(cls, cfg, task):
         cls.check_inputs(task)
         encoder = BiLSTMEncoder(cfg, task.source_dictionary)
+        # a step then updates only the rows of the batch's tokens (mixed_adam), not all 30k
+        mark_sparse(encoder.embed_tokens, use_sparse_embedding(cfg) and not cfg.freeze_embed)
         if cfg.embed_init and not getattr(task, "loading_checkpoint", False):
-            cls.init_embeddings(encoder.embed_tokens, task.source_dictionary, cfg.embed_init)
+            init_by_symbol(encoder.embed_tokens, task.source_dictionary, cfg.embed_init)
         if cfg.freeze_embed:
             encoder.embed_tokens.weight.requires_grad_(False)
         return cls(cfg, encoder)
-
-    @staticmethod
-    def init_embeddings(embed: nn.Embedding, dictionary, path: str) -> None:
-        symbols, weight = teacher_embeddings(path)
-        if weight.size(1) != embed.embedding_dim:
-            raise ValueError(f"{path} has {weight.size(1)}-d embeddings: set --encoder-embed-dim "
-                             f"{weight.size(1)} to start from them")
-        row = {s: i for i, s in enumerate(symbols)}
-        ours = [(i, row[s]) for i, s in enumerate(dictionary.symbols) if s in row]
-        with torch.no_grad():
-            idx = torch.tensor([i for i, _ in ours])
-            embed.weight[idx] = weight[torch.tensor([j for _, j in ours])]
-            embed.weight[dictionary.pad()].zero_()
-        logger.info("embeddings: %d of %d rows from %s", len(ours), len(dictionary), path)
 
     @property
     def encoder_dim(self) -> int:

@@ -11,7 +11,27 @@ a checkpoint with another dictionary or class count is refused clearly.
 import torch
 import torch.nn as nn
 from fairseq import utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqEncoderModel
+
+# optimizers that accept sparse gradients
+SPARSE_OPTIMIZERS = ("mixed_adam", "sgd")
+SPARSE_CHOICES = ChoiceEnum(["auto", "yes", "no"])
+SPARSE_HELP = ("sparse gradients for the embedding table; auto: yes with --optimizer mixed_adam or sgd, "
+               "no otherwise")
+
+
+def use_sparse_embedding(cfg) -> bool:
+    """``--sparse-embedding``: auto means whatever the optimizer accepts."""
+    if cfg.sparse_embedding == "auto":
+        return cfg.optimizer_name in SPARSE_OPTIMIZERS
+    return cfg.sparse_embedding == "yes"
+
+
+def mark_sparse(embedding: nn.Embedding, sparse: bool) -> None:
+    """mixed_adam sends parameters marked "sparse" to SparseAdam (lazy rows)."""
+    embedding.sparse = sparse
+    embedding.weight.param_group = "sparse" if sparse else "default"
 
 
 class ClassificationHead(nn.Module):

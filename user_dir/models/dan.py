@@ -21,14 +21,20 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoder, register_model, register_model_architecture
 from omegaconf import II
 
-from .classifier import PooledClassifierModel
+from ..data.ngrams import JOINER
+from .classifier import (
+    SPARSE_CHOICES,
+    SPARSE_HELP,
+    PooledClassifierModel,
+    mark_sparse,
+    use_sparse_embedding,
+)
+from .teacher_embeddings import init_ngrams
 
 logger = logging.getLogger(__name__)
 
 POOLING_CHOICES = ChoiceEnum(["mean", "max", "sum", "attn"])
 ACTIVATION_CHOICES = ChoiceEnum(["tanh", "relu"])
-# optimizers that accept sparse gradients
-SPARSE_OPTIMIZERS = ("mixed_adam", "sgd")
 
 
 @dataclass
@@ -43,10 +49,11 @@ class FeatureBasedLinearModelConfig(FairseqDataclass):
     pooler_activation_fn: ACTIVATION_CHOICES = field(
         default="tanh", metadata={"help": "activation of the classification head"}
     )
-    sparse_embedding: ChoiceEnum(["auto", "yes", "no"]) = field(
-        default="auto",
-        metadata={"help": "sparse gradients for the embedding table; auto: yes with "
-                          "--optimizer mixed_adam or sgd, no otherwise"},
+    sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
+    embed_init: str = field(
+        default="", metadata={"help": "a fairseq checkpoint (the teacher) whose input embeddings start "
+                                      "the n-gram table: each n-gram at the mean of its WordPiece "
+                                      "tokens' embeddings (needs --encoder-embed-dim = the teacher's)"}
     )
     max_positions: int = II("task.max_positions")
     optimizer_name: Optional[str] = II("optimizer._name")
@@ -82,8 +89,7 @@ class DANEncoder(FairseqEncoder):
         nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=cfg.encoder_embed_dim ** -0.5)
         with torch.no_grad():
             self.embed_tokens.weight[self.padding_idx].zero_()
-        # mixed_adam sends parameters carrying this mark to SparseAdam
-        self.embed_tokens.weight.param_group = "sparse" if sparse else "default"
+        mark_sparse(self.embed_tokens, sparse)
         self.attn = AttentivePooling(cfg.encoder_embed_dim, cfg.attn_dim) if self.mode == "attn" else None
 
     def forward(self, src_tokens, src_lengths=None, **unused):
@@ -124,13 +130,13 @@ class FeatureBasedLinearModel(PooledClassifierModel):
     @classmethod
     def build_model(cls, cfg, task):
         cls.check_inputs(task)
-        if cfg.sparse_embedding == "auto":
-            sparse = cfg.optimizer_name in SPARSE_OPTIMIZERS
-        else:
-            sparse = cfg.sparse_embedding == "yes"
+        sparse = use_sparse_embedding(cfg)
         logger.info("feature embedding: %d x %d, sparse gradients: %s",
                     len(task.source_dictionary), cfg.encoder_embed_dim, sparse)
-        return cls(cfg, DANEncoder(cfg, task.source_dictionary, sparse))
+        encoder = DANEncoder(cfg, task.source_dictionary, sparse)
+        if cfg.embed_init and not getattr(task, "loading_checkpoint", False):
+            init_ngrams(encoder.embed_tokens, task.source_dictionary, cfg.embed_init, JOINER)
+        return cls(cfg, encoder)
 
     @property
     def encoder_dim(self) -> int:

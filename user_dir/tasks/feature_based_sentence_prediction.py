@@ -222,7 +222,12 @@ class FeatureBasedSentencePredictionTask(FairseqTask):
 
         with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.ExitStack():
             cfg.max_positions = self.cfg.max_positions
-        model = models.build_model(cfg, self, from_checkpoint)
+        # a model built to receive a checkpoint's weights skips its --embed-init file
+        self.loading_checkpoint = from_checkpoint
+        try:
+            model = models.build_model(cfg, self, from_checkpoint)
+        finally:
+            self.loading_checkpoint = False
         model.register_classification_head(self.cfg.classification_head_name,
                                            num_classes=self.cfg.num_classes)
         return model

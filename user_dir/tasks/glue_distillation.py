@@ -50,7 +50,6 @@ class GlueDistillationTask(FeatureBasedSentencePredictionTask):
     def __init__(self, cfg, data_dictionary, label_dictionary, classes, pairs: bool):
         super().__init__(cfg, data_dictionary, label_dictionary, classes)
         self.input_keys = ("input0", "input1") if pairs else ("input0",)
-        self.loading_checkpoint = False
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -73,11 +72,3 @@ class GlueDistillationTask(FeatureBasedSentencePredictionTask):
     def _prepare_input(self, dataset, is_train: bool):
         # the </s> of fairseq-preprocess stays: every text has at least one token
         return TruncateDataset(dataset, self.cfg.max_positions)
-
-    def build_model(self, cfg, from_checkpoint=False):
-        # a model built to receive a checkpoint's weights skips its initialisation files
-        self.loading_checkpoint = from_checkpoint
-        try:
-            return super().build_model(cfg, from_checkpoint)
-        finally:
-            self.loading_checkpoint = False
