@@ -87,7 +87,7 @@ def test_checkpoint_with_other_feature_dictionary_is_refused(trained, tmp_path):
     shutil.copytree(trained["data_bin"], data_bin)
     lines = (data_bin / "input0" / "dict.txt").read_text().splitlines()
     (data_bin / "input0" / "dict.txt").write_text("\n".join(lines[:-5]) + "\n")
-    with pytest.raises(ValueError, match=r"30004 rows but the feature dictionary \(input0/dict.txt\) has 29999"):
+    with pytest.raises(ValueError, match=r"30004 rows but the input dictionary \(input0/dict.txt\) has 29999"):
         FeatureBasedLinearModel.from_pretrained(str(trained["save_dir"]), "checkpoint_best.pt", str(data_bin))
 
 
