@@ -23,7 +23,7 @@ if [ ! -s "$WORK/report.json" ]; then
 fi
 cd "$WORK"
 mkdir -p dbert
-if [ $FULL = 1 ]; then SAMPLES=20; EPOCHS=6; AUG_EPOCHS=3; else SAMPLES=4; EPOCHS=3; AUG_EPOCHS=2; fi
+if [ $FULL = 1 ]; then SAMPLES=20; EPOCHS=6; AUG_EPOCHS=4; else SAMPLES=4; EPOCHS=3; AUG_EPOCHS=3; fi
 TOKENIZER=teacher/base/tokenizer.json
 NTRAIN=$(wc -l < train.txt)
 
