@@ -2,7 +2,6 @@
 
 import re
 import shutil
-from argparse import Namespace
 
 import pytest
 import torch
