@@ -54,6 +54,37 @@ def test_text_order_is_by_end_position():
     assert got[6:12] == got[:6]
 
 
+RAW_TEXTS = [
+    "It's GREAT!! (Really.) Not bad -- \"not bad\" at all...",
+    "   ", "", "tabs\tand\u00a0no-break\u2028separators , here",
+    f"joiner{JOINER}inside words and caf\u00e9 na\u00efve r\u00e9sum\u00e9s",
+    "\ufffd\ufffd lone replacement \ufffd chars\ufffd", "won't won't won't 'quoted' words'",
+    "one", "xx yy zz xx yy zz xx yy zz",
+]
+
+
+@pytest.mark.parametrize("tokenizer,ngram_range", [("default", (1, 4)), ("default", (2, 3)),
+                                                   ("sklearn", (1, 2)), ("whitespace", (1, 3))])
+def test_featurizer_matches_reference_on_raw_text(tmp_path, glue, tokenizer, ngram_range):
+    texts = [r[0] for r in read_tsv(glue / "SST-2" / "dev.tsv")[:300]] + RAW_TEXTS
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(texts + [t.upper() for t in texts]) + "\n", encoding="utf-8")
+    vocab = build_vocab([str(corpus)], 4000, ngram_range, tokenizer)
+    # an entry whose prefixes are no entries: the trie must still find it
+    lo, hi = ngram_range
+    rare = JOINER.join(["xx", "yy", "zz", "xx"][:hi])
+    vocab.entries = [e for e in vocab.entries if not rare.startswith(e[0])] + [(rare, 1)]
+    strings = [g for g, _ in vocab.entries]
+    featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
+    featurize.chunk_codes.max_size = 50  # the memo is cleared between batches
+    for lines in (texts, texts[::-1], RAW_TEXTS):
+        ids, per_line = featurize(lines)
+        assert per_line.tolist() == [len(reference_features(t, vocab)) for t in lines]
+        got = [strings[i] for i in ids]
+        assert got == [g for t in lines for g in reference_features(t, vocab)]
+    assert rare in [strings[i] for i in featurize(["xx yy zz xx yy"])[0]]
+
+
 def test_counting_matches_brute_force_and_is_parallel_safe(tmp_path, glue):
     rows = read_tsv(glue / "SST-2" / "train.tsv")[:3000]
     path = tmp_path / "c.txt"

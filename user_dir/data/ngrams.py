@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from functools import lru_cache
+from itertools import chain
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from .ngram_table import (
     NONE,
     NgramTable,
-    RowLookup,
+    NgramTrie,
     TokenIndex,
     encode_lines,
     n_words,
@@ -88,6 +89,11 @@ class _Tokenizer:
 
     def __call__(self, text: str) -> List[str]:
         return self.regex.findall(self._prepare(text))
+
+    def split(self, text: str) -> List[str]:
+        """Whitespace-separated chunks of the prepared text.  No token spans
+        whitespace, so a text's tokens are its chunks' tokens in order."""
+        return self._prepare(text).split()
 
     def batch(self, lines: Sequence[str]) -> List[str]:
         """Tokens of all lines, each line followed by a "\n" token."""
@@ -187,33 +193,100 @@ def load_settings(json_path: str) -> dict:
     return settings
 
 
+class _ChunkCodes(dict):
+    """Whitespace chunk -> a code for its tokens, memoized (chunks repeat by Zipf's law).
+
+    A chunk of one token maps to that token's id; any other chunk (punctuation
+    attached, or no token at all) to ``-1 - k``, where ``multi[k]`` holds its
+    ids.  ``trim`` (between batches, as codes point into ``multi``) clears it
+    past ``max_size`` chunks, so that a stream of new words cannot grow it
+    without bound.
+    """
+
+    def __init__(self, tokenize: "_Tokenizer", lookup, max_size: int = 1 << 20):
+        super().__init__()
+        self.findall = tokenize.regex.findall
+        self.lookup = lookup
+        self.max_size = max_size
+        self.multi: List[Tuple[int, ...]] = []
+
+    def trim(self) -> None:
+        if len(self) >= self.max_size:
+            self.clear()
+            self.multi.clear()
+
+    def __missing__(self, chunk: str) -> int:
+        ids = tuple(map(self.lookup.__getitem__, self.findall(chunk)))
+        if len(ids) == 1:
+            code = ids[0]
+        else:
+            code = -1 - len(self.multi)
+            self.multi.append(ids)
+        self[chunk] = code
+        return code
+
+    def expand(self, codes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Token ids of a sequence of chunk codes, and the number per chunk."""
+        multi = codes < 0
+        if not multi.any():
+            return codes.astype(np.uint64), np.ones(len(codes), dtype=np.int64)
+        kinds, which = np.unique(codes[multi], return_inverse=True)
+        ids = [self.multi[-1 - int(c)] for c in kinds]
+        kind_len = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        kind_start = np.cumsum(kind_len) - kind_len
+        pool = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(kind_len.sum()))
+        per_chunk = np.ones(len(codes), dtype=np.int64)
+        per_chunk[multi] = kind_len[which]
+        start = np.cumsum(per_chunk) - per_chunk
+        flat = np.empty(int(per_chunk.sum()), dtype=np.int64)
+        flat[start[~multi]] = codes[~multi]
+        # each multi-token chunk copies its ids from the pool
+        n = per_chunk[multi]
+        offset = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        flat[np.repeat(start[multi], n) + offset] = pool[np.repeat(kind_start[which], n) + offset]
+        return flat.astype(np.uint64), per_chunk
+
+
 class BatchFeaturizer:
     """Lines -> their in-vocabulary n-grams in text order, vectorized over a batch.
 
     Shared by extraction (which writes the n-gram strings) and inference
     (which needs dictionary ids), so both see exactly the same features.
+    Whitespace chunks are tokenized once and memoized, and n-grams are found
+    by walking the vocabulary's trie: at inference, most of the time went to
+    the regex and to probing the many n-grams that are in no vocabulary.
     """
 
     def __init__(self, entries: Sequence[str], tokenizer: str, ngram_range: Sequence[int]):
         self.tokenize = get_tokenizer(tokenizer)
         self.lo, self.hi = _check_range(ngram_range)
-        self.words = n_words(self.hi)
         self.lookup, ids = token_ids_of(entries, JOINER)
-        self.table = RowLookup(pack_ids(ids, self.words))
+        self.trie = NgramTrie(ids, len(self.lookup))
+        self.chunk_codes = _ChunkCodes(self.tokenize, self.lookup)
+
+    def encode(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Token ids of all lines back to back (``UNKNOWN`` outside the
+        vocabulary) and the line number of each."""
+        self.chunk_codes.trim()
+        chunks = list(map(self.tokenize.split, lines))
+        per_line = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+        codes = np.fromiter(map(self.chunk_codes.__getitem__, chain.from_iterable(chunks)),
+                            dtype=np.int64, count=int(per_line.sum()))
+        flat, per_chunk = self.chunk_codes.expand(codes)
+        line_of = np.repeat(np.repeat(np.arange(len(lines)), per_line), per_chunk)
+        return flat, line_of
 
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
-        flat, line_of = encode_lines(self.tokenize.batch(lines), self.lookup)
-        starts = [ngram_starts(line_of, n) for n in range(self.lo, self.hi + 1)]
-        rows = np.concatenate([pack(flat, st, n, self.words) for n, st in zip(range(self.lo, self.hi + 1), starts)])
-        found = self.table.find(rows)  # one probe pass for every n
-        end = np.concatenate([st + (n - 1) for n, st in zip(range(self.lo, self.hi + 1), starts)])
-        length = np.repeat(np.arange(self.lo, self.hi + 1), [len(st) for st in starts])
-        hit = found >= 0
-        end, length, feat = end[hit], length[hit], found[hit]
-        order = np.lexsort((length, end))  # text order: by end position, shorter first
-        per_line = np.bincount(line_of[end[order]], minlength=len(lines))
-        return feat[order], per_line
+        flat, line_of = self.encode(lines)
+        start, length, feat = self.trie.find(flat, line_of, self.lo, self.hi)
+        # text order (by end position, shorter first) without sorting: one slot
+        # per (end, length), filled, then read in order
+        slots = np.full(len(flat) * self.hi, -1, dtype=np.int64)
+        slots[(start + length - 1) * self.hi + (length - 1)] = feat
+        filled = np.flatnonzero(slots >= 0)
+        per_line = np.bincount(line_of[filled // self.hi], minlength=len(lines))
+        return slots[filled], per_line
 
 
 class Featurizer:
@@ -352,7 +425,9 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
     rows, counts = table.rows, table.counts
     specials = [[index[t]] for t in FAIRSEQ_SPECIALS if t in index]
     if specials:
-        clash = RowLookup(pack_ids(specials, words)).find(rows) >= 0
+        clash = np.zeros(len(rows), dtype=bool)
+        for special in pack_ids(specials, words):
+            clash |= (rows == special).all(axis=1)
         rows, counts = rows[~clash], counts[~clash]
     pruned_below = max(r[3] for r in results)
     num_lines = sum(r[4] for r in results)
