@@ -1,71 +1,71 @@
 #!/usr/bin/env bash
-# D-BERT on SST-2 (Tang et al. 2019): the teacher of demo/sst2.sh labels a transfer set grown
-# by rule-based augmentation; a BiLSTM and the DAN learn from it. The report compares the
-# teacher, a BiLSTM on gold labels, and the BiLSTM and DAN distilled without and with augmentation.
+# D-BERT on SST-2 (Tang et al. 2019): rule-based augmentation grows the labelled set the teacher
+# of demo/sst2.sh was fine-tuned on; the teacher labels the grown transfer set; a BiLSTM and the
+# DAN learn from it. The report compares the teacher, a BiLSTM on gold labels, and the BiLSTM
+# and DAN distilled without and with augmentation.
 #
-#   bash demo/dbert_sst2.sh           # runs demo/sst2.sh first if its teacher is missing
-#   bash demo/dbert_sst2.sh --full    # 20 samples per example (the paper's n_iter), more epochs
+#   bash demo/dbert_sst2.sh              # the teacher's 20k labelled phrases, 10 draws each
+#   bash demo/dbert_sst2.sh --all-train  # then again with all 67k train phrases, 4 draws each
+#   bash demo/dbert_sst2.sh --full       # after demo/sst2.sh --full (all of train labelled), 20 draws
 #
-# Steps already done are skipped on rerun. Environment: DATA, WORK (shared with demo/sst2.sh).
+# Runs demo/sst2.sh first if its teacher is missing. Steps already done are skipped on rerun.
+# Environment: DATA, WORK (shared with demo/sst2.sh).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${DATA:-$REPO/../shared/data/glue/SST-2}
 BASE=${WORK:-$REPO/demo/work/sst2}
-FULL=0; WORK=$BASE
-[ "${1:-}" = "--full" ] && { FULL=1; WORK=${BASE%/}-full; }
+FULL=0; ALL=0
+for arg in "$@"; do
+    case $arg in
+        --full) FULL=1 ;;
+        --all-train) ALL=1 ;;
+        *) echo "unknown option: $arg (use --all-train or --full)" >&2; exit 2 ;;
+    esac
+done
+WORK=$BASE; [ $FULL = 1 ] && WORK=${BASE%/}-full
 export PATH="$REPO/.venv/bin:$PATH"
 step() { echo; echo "== $*"; }
 
-# the teacher, its logits on train and dev, and the DAN without augmentation
 if [ ! -s "$WORK/report.json" ]; then
-    step "0. the sparse-distillation demo first (teacher, logits, DAN)"
-    WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" "$@"
+    step "0. the sparse-distillation demo first (teacher, its logits, n-gram vocabulary)"
+    if [ $FULL = 1 ]; then WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" --full
+    else WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh"; fi
 fi
 cd "$WORK"
-mkdir -p dbert
-if [ $FULL = 1 ]; then SAMPLES=20; EPOCHS=6; AUG_EPOCHS=4; else SAMPLES=4; EPOCHS=3; AUG_EPOCHS=3; fi
 TOKENIZER=teacher/base/tokenizer.json
-NTRAIN=$(wc -l < train.txt)
+LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"
 
-step "1. augment the transfer set: originals, then up to $SAMPLES new versions of each (D-BERT rules)"
-[ -s dbert/train.aug.txt ] || distill-augment --input train.txt --output dbert/train.aug.txt \
-    --samples-per-example $SAMPLES --p-mask 0.1 --p-pos 0.1 --p-ngram 0.25 --ngram-max 5 --seed 1 --workers 2
-wc -l dbert/train.aug.txt
-sed -n "$((NTRAIN + 1)),$((NTRAIN + 5))p" dbert/train.aug.txt
+encode() {  # encode PREFIX: PREFIX.txt -> PREFIX.bpe in the teacher's WordPiece tokens
+    [ -s $1.bpe ] || distill-bpe-encode --bpe wordpiece --wordpiece-vocab $TOKENIZER --input $1.txt --output $1.bpe
+}
 
-step "2. the teacher labels the augmented set"
-[ -s dbert/train.aug.npy ] || distill-teacher-logits --checkpoint-dir teacher/ckpt \
-    --input dbert/train.aug.txt --output dbert/train.aug.npy
+binarize() {  # binarize DEST SOURCE-PREFIX FEATURES LOGITS.npy [GOLD-LABELS]: a data-bin with dev as valid
+    local dest=$1 src=$2 feats=$3 logits=$4 gold=${5:-}
+    [ -s $dest/distill/valid.npy ] && return
+    local dict=teacher/base/dict.txt dev=dev.bpe
+    [ $feats = ngrams ] && { dict=vocab.txt; dev=dev.ngrams; }
+    fairseq-preprocess --only-source --srcdict $dict --trainpref $src.$feats --validpref $dev \
+        --destdir $dest/input0 --workers 2
+    [ $feats = ngrams ] && cp vocab.txt.json $dest/input0/ngrams.json
+    if [ -n "$gold" ]; then
+        fairseq-preprocess --only-source --srcdict "$LABEL_DICT" --trainpref $gold --validpref dev.label \
+            --destdir $dest/label --workers 2
+    else  # augmented rows have no gold label: the train split learns from the teacher alone
+        fairseq-preprocess --only-source --srcdict "$LABEL_DICT" --validpref dev.label --destdir $dest/label --workers 2
+    fi
+    mkdir -p $dest/distill
+    cp $logits $dest/distill/train.npy; cp ${logits%.npy}.json $dest/distill/train.json
+    cp teacher/dev.npy $dest/distill/valid.npy; cp teacher/dev.json $dest/distill/valid.json
+}
 
-step "3. BiLSTM data: the teacher's WordPiece tokens and dictionary"
-for f in train dev dbert/train.aug; do
-    [ -s $f.bpe ] || distill-bpe-encode --bpe wordpiece --wordpiece-vocab $TOKENIZER --input $f.txt --output $f.bpe
-done
-label_dict="$REPO/data-bin-templates/sst2-binary/label/dict.txt"
-if [ ! -s dbert/bin/distill/valid.npy ]; then
-    # the plain transfer set: gold labels and teacher logits for train and dev
-    fairseq-preprocess --only-source --srcdict teacher/base/dict.txt --trainpref train.bpe --validpref dev.bpe \
-        --destdir dbert/bin/input0 --workers 2
-    fairseq-preprocess --only-source --srcdict "$label_dict" --trainpref train.label --validpref dev.label \
-        --destdir dbert/bin/label --workers 2
-    mkdir -p dbert/bin/distill
-    cp teacher/train.npy teacher/train.json dbert/bin/distill/
-    cp teacher/dev.npy dbert/bin/distill/valid.npy; cp teacher/dev.json dbert/bin/distill/valid.json
-fi
-if [ ! -s dbert/bin-aug/distill/valid.npy ]; then
-    # the augmented set: teacher logits only (new rows have no gold label); gold for dev
-    fairseq-preprocess --only-source --srcdict teacher/base/dict.txt --trainpref dbert/train.aug.bpe \
-        --validpref dev.bpe --destdir dbert/bin-aug/input0 --workers 2
-    fairseq-preprocess --only-source --srcdict "$label_dict" --validpref dev.label \
-        --destdir dbert/bin-aug/label --workers 2
-    mkdir -p dbert/bin-aug/distill
-    cp dbert/train.aug.npy dbert/bin-aug/distill/train.npy; cp dbert/train.aug.json dbert/bin-aug/distill/train.json
-    cp teacher/dev.npy dbert/bin-aug/distill/valid.npy; cp teacher/dev.json dbert/bin-aug/distill/valid.json
-fi
+finish() {  # finish LOG SAVE: keep the log beside the checkpoint, or stop on a failed run
+    [ -s $2/checkpoint_best.pt ] || { echo "training failed: see $WORK/$1" >&2; exit 1; }
+    mv $1 $2/train.log; touch $2/done
+}
 
 bilstm() {  # bilstm DATA SAVE EPOCHS [flags]: the D-BERT BiLSTM, embeddings from the teacher's
     local data=$1 save=$2 epochs=$3; shift 3
-    [ -s $save/done ] && { grep -E "best_accuracy" $save/train.log | tail -1 | grep -oE "best_accuracy [0-9.]+"; return; }
+    [ -e $save/done ] && return
     fairseq-train $data --user-dir "$REPO/user_dir" --task glue_distillation --num-classes 2 \
         --arch bilstm_classifier --encoder-embed-dim 384 --embed-init teacher/base/model.pt \
         --lstm-hidden-size 150 --hidden-dim 200 --pooling final \
@@ -74,48 +74,83 @@ bilstm() {  # bilstm DATA SAVE EPOCHS [flags]: the D-BERT BiLSTM, embeddings fro
         --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
         --save-dir $save --no-epoch-checkpoints --log-format simple --log-interval 500 "$@" \
         2>&1 | tee $save.log | grep -E "valid on|done training" || true
-    [ -s $save/checkpoint_best.pt ] || { echo "training failed: see $save.log" >&2; exit 1; }
-    mkdir -p $save; mv $save.log $save/train.log; touch $save/done
+    finish $save.log $save
 }
 
-step "4. BiLSTM on gold labels only (cross-entropy)"
-bilstm dbert/bin dbert/bilstm-gold $EPOCHS
-
-step "5. BiLSTM distilled from the teacher's logits (no augmentation)"
-bilstm dbert/bin dbert/bilstm-kd $EPOCHS --distillation-target
-
-step "6. BiLSTM distilled on the augmented set"
-bilstm dbert/bin-aug dbert/bilstm-kd-aug $AUG_EPOCHS --distillation-target
-
-step "7. DAN distilled on the augmented set (the vocabulary of demo/sst2.sh)"
-[ -s dbert/train.aug.ngrams ] || distill-extract-ngrams --vocab vocab.txt --input dbert/train.aug.txt \
-    --output dbert/train.aug.ngrams --workers 2
-if [ ! -s dbert/dan-bin-aug/distill/valid.npy ]; then
-    fairseq-preprocess --only-source --srcdict vocab.txt --trainpref dbert/train.aug.ngrams \
-        --validpref dev.ngrams --destdir dbert/dan-bin-aug/input0 --workers 2
-    cp vocab.txt.json dbert/dan-bin-aug/input0/ngrams.json
-    cp -r dbert/bin-aug/label dbert/bin-aug/distill dbert/dan-bin-aug/
-fi
-NAUG=$(wc -l < dbert/train.aug.txt)
-if [ ! -s dbert/dan-kd-aug/done ]; then
-    fairseq-train dbert/dan-bin-aug --user-dir "$REPO/user_dir" \
+dan() {  # dan DATA SAVE EPOCHS FEATURE-DROPOUT ROWS: the DAN of demo/sst2.sh
+    local data=$1 save=$2 epochs=$3 dropout=$4 rows=$5
+    [ -e $save/done ] && return
+    fairseq-train $data --user-dir "$REPO/user_dir" \
         --task feature_based_sentence_prediction --distillation-target --num-classes 2 \
         --arch feature_based_linear_model --encoder-embed-dim 256 --hidden-dim 256 --pooler-dropout 0.3 \
         --criterion distillation --optimizer mixed_adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 \
         --weight-decay 0.01 --lr 1e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
-        --total-num-update $(( (NAUG / 64 + 1) * 4 )) --batch-size 64 --max-epoch 4 --feature-dropout 0.2 \
-        --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
-        --save-dir dbert/dan-kd-aug --no-epoch-checkpoints --log-format simple --log-interval 1000 \
-        2>&1 | tee dbert/dan-kd-aug.log | grep -E "valid on|done training" || true
-    [ -s dbert/dan-kd-aug/checkpoint_best.pt ] || { echo "training failed: see dbert/dan-kd-aug.log" >&2; exit 1; }
-    mv dbert/dan-kd-aug.log dbert/dan-kd-aug/train.log; touch dbert/dan-kd-aug/done
-fi
+        --total-num-update $(( (rows / 64 + 1) * epochs )) --batch-size 64 --max-epoch $epochs \
+        --feature-dropout $dropout --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
+        --save-dir $save --no-epoch-checkpoints --log-format simple --log-interval 1000 \
+        2>&1 | tee $save.log | grep -E "valid on|done training" || true
+    finish $save.log $save
+}
 
-step "8. report: every model from raw dev text to labels, on this machine"
-python "$REPO/demo/report.py" --dev "$DATA/dev.tsv" --teacher teacher/ckpt \
-    --student "BiLSTM gold=dbert/bilstm-gold:dbert/bin" \
-    --student "BiLSTM KD=dbert/bilstm-kd:dbert/bin" \
-    --student "BiLSTM KD+aug=dbert/bilstm-kd-aug:dbert/bin-aug" \
-    --student "DAN KD=checkpoints:data-bin" \
-    --student "DAN KD+aug=dbert/dan-kd-aug:dbert/dan-bin-aug" \
-    --output dbert/report --title "D-BERT on SST-2: augmentation, BiLSTM and DAN students"
+transfer() {  # transfer NAME TEXT LABELS SAMPLES EPOCHS AUG_EPOCHS DAN_EPOCHS: every model on one transfer set
+    local name=$1 text=$2 labels=$3 samples=$4 epochs=$5 aug_epochs=$6 dan_epochs=$7
+    local D=dbert/$name
+    mkdir -p $D
+    [ -s $D/train.label ] || { cp $text $D/train.txt; cp $labels $D/train.label; }
+    local n
+    n=$(wc -l < $D/train.txt)
+
+    step "$name 1. augment $n phrases: originals, then up to $samples new versions of each (D-BERT rules)"
+    [ -s $D/train.aug.txt ] || distill-augment --input $D/train.txt --output $D/train.aug.txt \
+        --samples-per-example $samples --p-mask 0.1 --p-pos 0.1 --p-ngram 0.25 --ngram-max 5 --seed 1 --workers 2
+    wc -l $D/train.aug.txt
+    sed -n "$((n + 1)),$((n + 5))p" $D/train.aug.txt
+
+    step "$name 2. the teacher labels the augmented set (its first $n rows label the originals)"
+    [ -s $D/train.aug.npy ] || distill-teacher-logits --checkpoint-dir teacher/ckpt \
+        --input $D/train.aug.txt --output $D/train.aug.npy
+    if [ ! -s $D/train.npy ]; then
+        python -c "import numpy as np, sys; np.save(sys.argv[2], np.load(sys.argv[1])[:int(sys.argv[3])])" \
+            $D/train.aug.npy $D/train.npy $n
+        cp $D/train.aug.json $D/train.json
+    fi
+
+    step "$name 3. data-bins: WordPiece tokens (BiLSTM) and n-grams of demo/sst2.sh's vocabulary (DAN)"
+    for f in $D/train $D/train.aug; do
+        encode $f
+        [ -s $f.ngrams ] || distill-extract-ngrams --vocab vocab.txt --input $f.txt --output $f.ngrams --workers 2
+    done
+    binarize $D/bin $D/train bpe $D/train.npy $D/train.label
+    binarize $D/bin-aug $D/train.aug bpe $D/train.aug.npy
+    binarize $D/dan-bin $D/train ngrams $D/train.npy
+    binarize $D/dan-bin-aug $D/train.aug ngrams $D/train.aug.npy
+
+    step "$name 4. BiLSTM on gold labels only (cross-entropy, $epochs epochs)"
+    bilstm $D/bin $D/bilstm-gold $epochs
+    step "$name 5. BiLSTM distilled from the teacher's logits ($epochs epochs)"
+    bilstm $D/bin $D/bilstm-kd $epochs --distillation-target
+    step "$name 6. BiLSTM distilled on the augmented set ($aug_epochs epochs)"
+    bilstm $D/bin-aug $D/bilstm-kd-aug $aug_epochs --distillation-target
+    step "$name 7. DAN distilled without ($dan_epochs epochs) and with augmentation (4 epochs)"
+    dan $D/dan-bin $D/dan-kd $dan_epochs 0.4 $n
+    dan $D/dan-bin-aug $D/dan-kd-aug 4 0.2 $(wc -l < $D/train.aug.txt)
+
+    step "$name 8. report: every model from raw dev text to labels, on this machine"
+    python "$REPO/demo/report.py" --dev "$DATA/dev.tsv" --teacher teacher/ckpt \
+        --student "BiLSTM gold=$D/bilstm-gold:$D/bin" \
+        --student "BiLSTM KD=$D/bilstm-kd:$D/bin" \
+        --student "BiLSTM KD+aug=$D/bilstm-kd-aug:$D/bin-aug" \
+        --student "DAN KD=$D/dan-kd:$D/dan-bin" \
+        --student "DAN KD+aug=$D/dan-kd-aug:$D/dan-bin-aug" \
+        --output $D/report --title "D-BERT on SST-2 ($name): augmentation, BiLSTM and DAN"
+}
+
+# the labelled set: the phrases the teacher was fine-tuned on (demo/sst2.sh step 3)
+if [ $FULL = 1 ]; then
+    transfer labelled teacher/ft.txt teacher/ft.label 20 6 4 8
+else
+    transfer labelled teacher/ft.txt teacher/ft.label 10 8 3 8
+fi
+# all train phrases, most of which the teacher never saw with a label: in-domain unlabelled text
+[ $ALL = 1 ] && [ $FULL = 0 ] && transfer all-train train.txt train.label 4 3 3 4
+exit 0
