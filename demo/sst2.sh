@@ -25,7 +25,9 @@ step() { echo; echo "== $*"; }
 if [ $FULL = 1 ]; then
     FT_EXAMPLES=67349; FT_EPOCHS=2; DAN="--arch dan_paper"; EPOCHS=8; BATCH=128; LR=5e-4
 else
-    FT_EXAMPLES=20000; FT_EPOCHS=1; DAN="--arch feature_based_linear_model --encoder-embed-dim 256 --hidden-dim 256"
+    # the n-gram table starts at the teacher's input embeddings (mean over each n-gram's WordPieces)
+    FT_EXAMPLES=20000; FT_EPOCHS=1
+    DAN="--arch feature_based_linear_model --encoder-embed-dim 384 --hidden-dim 384 --embed-init teacher/base/model.pt"
     EPOCHS=4; BATCH=64; LR=1e-3
 fi
 
