@@ -1,5 +1,6 @@
 """distill-augment: the D-BERT rules, embedding neighbours, determinism, pairs, resume."""
 
+import logging
 import random
 from collections import Counter
 
@@ -83,6 +84,18 @@ def write(path, lines):
 @pytest.fixture(scope="module")
 def phrases(glue):
     return [r[0] for r in read_tsv(glue / "SST-2" / "train.tsv")[:300]]
+
+
+def test_invalid_utf8_is_replaced_and_named_once(phrases, tmp_path, caplog):
+    src = tmp_path / "in.txt"
+    src.write_bytes("\n".join(phrases[:20]).encode("utf-8") + b"\ngood \xff film\n")
+    out = tmp_path / "out.txt"
+    with caplog.at_level(logging.WARNING):
+        res = augment_file(str(src), str(out), AugmentConfig(samples_per_example=2, seed=1), workers=1)
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert res["originals"] == 21 and lines[20] == "good \ufffd film"
+    warnings = [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()]
+    assert len(warnings) == 1 and "line 21" in warnings[0]
 
 
 def test_output_originals_first_then_new_distinct_lines(phrases, tmp_path):

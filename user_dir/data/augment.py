@@ -295,7 +295,8 @@ def load_neighbours(teacher_dir: str, num_candidates: int) -> NeighbourTable:
 
 
 def _read_chunk(path, fmt, columns, header, start, end):
-    texts, _ = read_examples(path, fmt, columns, None, header and start == 0, start, end)
+    # silent: writing the originals reads every chunk again, after a resume too, and logs bad lines once
+    texts, _ = read_examples(path, fmt, columns, None, header and start == 0, start, end, warn=False)
     return [[t] if isinstance(t, str) else list(t) for t in texts]
 
 

@@ -7,14 +7,17 @@ from .text_io import DecodeReport, iter_lines, lines_before, warn_bad_utf8
 
 def read_examples(path: str, fmt: str = "text", text_columns: Sequence[int] = (0,),
                   label_column: Optional[int] = None, header: bool = False,
-                  start: int = 0, end: Optional[int] = None) -> Tuple[list, Optional[List[str]]]:
+                  start: int = 0, end: Optional[int] = None,
+                  warn: bool = True) -> Tuple[list, Optional[List[str]]]:
     """Texts (strings, or tuples for pairs) and optional labels of a text or TSV file.
 
     ``text`` format: one example per line, every line kept (empty ones too).
     ``tsv`` format: tab-separated columns picked by 0-based index; a row with
     too few columns is refused with its line number.  ``start``/``end`` read
     a line-aligned byte range (a shard); ``header`` skips its first line.
-    Line numbers in messages are the file's.
+    Line numbers in messages are the file's.  Invalid UTF-8 is replaced and
+    its lines are logged, unless ``warn`` is off (a caller that reads the
+    same lines again and reports them there).
     """
     if fmt not in ("text", "tsv"):
         raise ValueError(f"unknown input format {fmt!r}: text or tsv")
@@ -37,7 +40,7 @@ def read_examples(path: str, fmt: str = "text", text_columns: Sequence[int] = (0
         texts.append(side[0] if len(side) == 1 else tuple(side))
         if labels is not None:
             labels.append(cols[label_column].strip())
-    if report.bad_lines:
+    if warn and report.bad_lines:
         base = lines_before(path, start)
         warn_bad_utf8(path, [base + n + 1 for n in report.bad_lines])
     return texts, labels
