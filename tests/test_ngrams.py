@@ -76,7 +76,7 @@ def test_featurizer_matches_reference_on_raw_text(tmp_path, glue, tokenizer, ngr
     vocab.entries = [e for e in vocab.entries if not rare.startswith(e[0])] + [(rare, 1)]
     strings = [g for g, _ in vocab.entries]
     featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
-    featurize.chunk_codes.max_size = 50  # the memo is cleared between batches
+    featurize.encode.codes.max_size = 50  # the memo is cleared between batches
     for lines in (texts, texts[::-1], RAW_TEXTS):
         ids, per_line = featurize(lines)
         assert per_line.tolist() == [len(reference_features(t, vocab)) for t in lines]

@@ -16,16 +16,12 @@ import numpy as np
 
 NONE = np.uint64(0xFFFFFFFF)  # id slot past the end of a shorter n-gram
 UNKNOWN = 0xFFFFFFFE  # id of a token outside a lookup vocabulary
-NEWLINE = "\n"  # the token that ends a line in a tokenized batch
 _MASK32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
 class TokenIndex(dict):
-    """token -> id, assigning the next id to a new token ("\n" is id 0)."""
-
-    def __init__(self):
-        super().__init__({NEWLINE: 0})
+    """token -> id, assigning the next id to a new token."""
 
     def __missing__(self, token):
         value = self[token] = len(self)
@@ -41,15 +37,6 @@ class TokenLookup(dict):
 
 def n_words(max_n: int) -> int:
     return (max_n + 1) // 2
-
-
-def encode_lines(tokens: List[str], index) -> Tuple[np.ndarray, np.ndarray]:
-    """Token ids of a tokenized batch ("\n" ends each line) and each id's line number."""
-    flat = np.fromiter(map(index.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
-    newline = flat == np.uint64(index[NEWLINE])
-    line_of = np.cumsum(newline) - newline
-    keep = ~newline
-    return flat[keep], line_of[keep]
 
 
 def ngram_starts(line_of: np.ndarray, n: int) -> np.ndarray:
@@ -216,8 +203,6 @@ class NgramTrie:
 
     def __init__(self, id_lists: Sequence[Sequence[int]], num_tokens: int):
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
-        if len(lengths) and lengths.min() < 1:
-            raise ValueError("an n-gram vocabulary entry has no tokens")
         max_len = int(lengths.max()) if len(lengths) else 0
         ids = np.zeros((len(id_lists), max(max_len, 1)), dtype=np.int64)
         for i, seq in enumerate(id_lists):

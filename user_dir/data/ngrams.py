@@ -37,7 +37,6 @@ from .ngram_table import (
     NgramTable,
     NgramTrie,
     TokenIndex,
-    encode_lines,
     n_words,
     ngram_starts,
     pack,
@@ -75,12 +74,10 @@ _TOKEN_PATTERNS = {
 
 
 class _Tokenizer:
-    """One tokenizer, for a single text or for a batch of lines at once."""
+    """One tokenizer: a regex over a prepared (joiner-free, maybe lower-cased) text."""
 
     def __init__(self, pattern: str, lower: bool):
         self.regex = re.compile(pattern)
-        # one regex pass over a whole batch, "\n" marking the line ends
-        self.batch_regex = re.compile(pattern + "|\n")
         self.lower = lower
 
     def _prepare(self, text: str) -> str:
@@ -94,12 +91,6 @@ class _Tokenizer:
         """Whitespace-separated chunks of the prepared text.  No token spans
         whitespace, so a text's tokens are its chunks' tokens in order."""
         return self._prepare(text).split()
-
-    def batch(self, lines: Sequence[str]) -> List[str]:
-        """Tokens of all lines, each line followed by a "\n" token."""
-        if not lines:
-            return []
-        return self.batch_regex.findall(self._prepare("\n".join(lines) + "\n"))
 
 
 TOKENIZERS: Dict[str, _Tokenizer] = {name: _Tokenizer(*spec) for name, spec in _TOKEN_PATTERNS.items()}
@@ -247,6 +238,26 @@ class _ChunkCodes(dict):
         return flat.astype(np.uint64), per_chunk
 
 
+class ChunkEncoder:
+    """Lines -> their token ids back to back and the line of each, through
+    the memo of whitespace chunks; ``lookup`` maps a token to its id
+    (``TokenIndex`` while counting, ``TokenLookup`` for a fixed vocabulary)."""
+
+    def __init__(self, tokenize: _Tokenizer, lookup):
+        self.split = tokenize.split
+        self.codes = _ChunkCodes(tokenize, lookup)
+
+    def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        self.codes.trim()
+        chunks = list(map(self.split, lines))
+        per_line = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+        codes = np.fromiter(map(self.codes.__getitem__, chain.from_iterable(chunks)),
+                            dtype=np.int64, count=int(per_line.sum()))
+        flat, per_chunk = self.codes.expand(codes)
+        line_of = np.repeat(np.repeat(np.arange(len(lines)), per_line), per_chunk)
+        return flat, line_of
+
+
 class BatchFeaturizer:
     """Lines -> their in-vocabulary n-grams in text order, vectorized over a batch.
 
@@ -262,19 +273,7 @@ class BatchFeaturizer:
         self.lo, self.hi = _check_range(ngram_range)
         self.lookup, ids = token_ids_of(entries, JOINER)
         self.trie = NgramTrie(ids, len(self.lookup))
-        self.chunk_codes = _ChunkCodes(self.tokenize, self.lookup)
-
-    def encode(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-        """Token ids of all lines back to back (``UNKNOWN`` outside the
-        vocabulary) and the line number of each."""
-        self.chunk_codes.trim()
-        chunks = list(map(self.tokenize.split, lines))
-        per_line = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
-        codes = np.fromiter(map(self.chunk_codes.__getitem__, chain.from_iterable(chunks)),
-                            dtype=np.int64, count=int(per_line.sum()))
-        flat, per_chunk = self.chunk_codes.expand(codes)
-        line_of = np.repeat(np.repeat(np.arange(len(lines)), per_line), per_chunk)
-        return flat, line_of
+        self.encode = ChunkEncoder(self.tokenize, self.lookup)  # UNKNOWN outside the vocabulary
 
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
@@ -336,8 +335,8 @@ def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: i
     Returns the chunk's tokens (id order), its packed n-gram rows and counts,
     the pruning threshold, the number of lines and the invalid-UTF-8 lines.
     """
-    tokenize = TOKENIZERS[tokenizer]
     index = TokenIndex()
+    encode = ChunkEncoder(TOKENIZERS[tokenizer], index)
     words = n_words(hi)
     table = NgramTable(words)
     report = DecodeReport()
@@ -346,7 +345,7 @@ def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: i
 
     def flush():
         nonlocal pruned_below
-        flat, line_of = encode_lines(tokenize.batch(batch), index)
+        flat, line_of = encode(batch)
         batch.clear()
         table.add(np.concatenate([pack(flat, ngram_starts(line_of, n), n, words) for n in range(lo, hi + 1)]))
         if len(table) > max_in_memory:
