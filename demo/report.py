@@ -38,11 +38,11 @@ def timed(fn, texts, min_seconds=2.0):
             return out, runs * len(texts) / elapsed
 
 
-def measure(model, predict, texts, labels, classes):
+def measure(num_parameters, predict, texts, labels, classes):
     preds, speed = timed(predict, texts)
     row = {
         "accuracy": round(100.0 * np.mean([p == g for p, g in zip(preds, labels)]), 2),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": num_parameters,
         "sentences_per_second": round(speed, 1),
     }
     if len(classes) == 2:
@@ -67,12 +67,13 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     texts, labels = read_examples(args.dev, "tsv", args.text_column, args.label_column, header=True)
     teacher = Teacher(args.teacher)
-    rows = {"teacher": measure(teacher.model, teacher.predict, texts, labels, teacher.classes)}
+    teacher_size = sum(p.numel() for p in teacher.model.parameters())
+    rows = {"teacher": measure(teacher_size, teacher.predict, texts, labels, teacher.classes)}
     for spec in args.student:
         name, paths = spec.split("=", 1)
         ckpt_dir, data_bin = paths.split(":", 1)
         student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin)
-        row = measure(student.model, student.predict, texts, labels, student.classes)
+        row = measure(student.num_parameters, student.predict, texts, labels, student.classes)
         t = rows["teacher"]
         row["accuracy_vs_teacher"] = round(row["accuracy"] / t["accuracy"], 4)
         row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)

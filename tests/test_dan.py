@@ -140,3 +140,63 @@ def test_ngram_embeddings_from_the_teacher(imported_teacher, tmp_path):
         FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=gone), task(d))
     with pytest.raises(ValueError, match="set --encoder-embed-dim 384"):
         FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=32, embed_init=ckpt), task(d))
+
+
+def test_deep_head_layers_and_one_layer_names():
+    d = make_dict()
+    deep = FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=6, hidden_dim=5, head_layers=3), task(d))
+    deep.register_classification_head("h", num_classes=2)
+    head = deep.classification_heads["h"].eval()
+    assert [tuple(m.weight.shape) for m in head.extra_layers] == [(5, 5), (5, 5)]
+    x = torch.randn(4, 6)
+    h = torch.tanh(head.dense(x))
+    for layer in head.extra_layers:
+        h = torch.tanh(layer(h))
+    assert torch.allclose(head(x), head.out_proj(h), atol=1e-6)
+    # a one-layer head keeps RoBERTa's parameter names (older checkpoints load)
+    one = FeatureBasedLinearModel.build_model(cfg(), task(d))
+    one.register_classification_head("h", num_classes=2)
+    assert sorted(k for k in one.state_dict() if k.startswith("classification_heads")) == [
+        "classification_heads.h.dense.bias", "classification_heads.h.dense.weight",
+        "classification_heads.h.out_proj.bias", "classification_heads.h.out_proj.weight"]
+    with pytest.raises(ValueError, match="at least 1 hidden layer"):
+        FeatureBasedLinearModel.build_model(cfg(head_layers=0), task(d)).register_classification_head("h", 2)
+
+
+@pytest.mark.parametrize("mode,hidden", [("mean", 8), ("sum", 8), ("mean", 5)])
+def test_folding_the_first_layer_keeps_the_function(mode, hidden):
+    d = make_dict()
+    model = FeatureBasedLinearModel.build_model(
+        cfg(embed_bag_mode=mode, encoder_embed_dim=8, hidden_dim=hidden, head_layers=2,
+            pooler_activation_fn="relu"), task(d))
+    model.register_classification_head("h", num_classes=3)
+    model.eval()
+    padded = torch.tensor([[4, 5, 6], [7, d.pad(), d.pad()], [d.pad(), d.pad(), d.pad()]])
+    flat, counts = torch.tensor([4, 5, 6, 7]), torch.tensor([3, 1, 0])
+    before, _ = model(padded, classification_head_name="h")
+    assert model.fold_first_layer("h")
+    assert model.encoder.embed_tokens.weight.shape == (len(d), hidden)
+    after, _ = model(padded, classification_head_name="h")
+    assert torch.allclose(before, after, atol=1e-5)
+    head = model.classification_heads["h"]
+    assert torch.allclose(before, head(model.encoder.pool_flat(flat, counts)), atol=1e-5)
+    assert not model.fold_first_layer("h")  # once only
+    with pytest.raises(RuntimeError, match="inference only"):
+        model.train()
+
+
+def test_folding_is_declined_where_it_does_not_hold():
+    d = make_dict()
+    for kw in ({"embed_bag_mode": "max"}, {"embed_bag_mode": "attn"}, {"hidden_dim": 128}):
+        model = FeatureBasedLinearModel.build_model(cfg(**kw), task(d))
+        model.register_classification_head("h", num_classes=2)
+        table = model.encoder.embed_tokens.weight.clone()
+        assert not model.fold_first_layer("h")
+        assert torch.equal(model.encoder.embed_tokens.weight, table)
+    pair = FeatureBasedLinearBiencoderModel.build_model(cfg(), task(d, 2))
+    pair.register_classification_head("h", num_classes=2)
+    assert not pair.fold_first_layer("h")
+    two = FeatureBasedLinearModel.build_model(cfg(), task(d))
+    two.register_classification_head("a", num_classes=2)
+    two.register_classification_head("b", num_classes=2)
+    assert not two.fold_first_layer("a")

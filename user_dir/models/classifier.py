@@ -35,19 +35,29 @@ def mark_sparse(embedding: nn.Embedding, sparse: bool) -> None:
 
 
 class ClassificationHead(nn.Module):
-    """dropout -> dense -> activation -> dropout -> out_proj (RoBERTa's head layout)."""
+    """dropout -> dense -> activation -> dropout -> out_proj (RoBERTa's head layout).
 
-    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout):
+    With ``num_layers`` > 1, further dense -> activation -> dropout layers
+    follow the first: the "deep" of a deep averaging network (Iyyer et al.
+    2015), where depth lets the head compose features that the average mixed.
+    """
+
+    def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout, num_layers=1):
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"a classification head needs at least 1 hidden layer, got {num_layers}")
         self.dense = nn.Linear(input_dim, inner_dim)
+        # absent for one layer, so one-layer checkpoints keep RoBERTa's parameter names
+        self.extra_layers = nn.ModuleList(nn.Linear(inner_dim, inner_dim) for _ in range(num_layers - 1))
         self.activation_fn = utils.get_activation_fn(activation_fn)
         self.dropout = nn.Dropout(p=pooler_dropout)
         self.out_proj = nn.Linear(inner_dim, num_classes)
 
     def forward(self, features, **kwargs):
         x = self.dropout(features)
-        x = self.activation_fn(self.dense(x))
-        x = self.dropout(x)
+        x = self.dropout(self.activation_fn(self.dense(x)))
+        for layer in self.extra_layers:
+            x = self.dropout(self.activation_fn(layer(x)))
         return self.out_proj(x)
 
 
@@ -104,7 +114,7 @@ class PooledClassifierModel(FairseqEncoderModel):
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         self.classification_heads[name] = ClassificationHead(
             self.head_input_dim, inner_dim or self.cfg.hidden_dim, num_classes,
-            self.head_activation, self.cfg.pooler_dropout,
+            self.head_activation, self.cfg.pooler_dropout, getattr(self.cfg, "head_layers", 1),
         )
 
     def upgrade_state_dict_named(self, state_dict, name):

@@ -41,6 +41,9 @@ ACTIVATION_CHOICES = ChoiceEnum(["tanh", "relu"])
 class FeatureBasedLinearModelConfig(FairseqDataclass):
     encoder_embed_dim: int = field(default=64, metadata={"help": "feature embedding dimension"})
     hidden_dim: int = field(default=64, metadata={"help": "inner dimension of the classification head"})
+    head_layers: int = field(
+        default=1, metadata={"help": "hidden layers of the classification head (Iyyer et al.'s DAN: 3)"}
+    )
     embed_bag_mode: POOLING_CHOICES = field(
         default="mean", metadata={"help": "pooling of the feature embeddings (padding is ignored)"}
     )
@@ -120,12 +123,60 @@ class DANEncoder(FairseqEncoder):
         return self.cfg.max_positions
 
 
+class _AddBias(nn.Module):
+    """A dense layer whose weight was folded into the embedding table: only its bias is left."""
+
+    def __init__(self, bias: torch.Tensor):
+        super().__init__()
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x):
+        return x + self.bias
+
+
 @register_model("feature_based_linear_model", dataclass=FeatureBasedLinearModelConfig)
 class FeatureBasedLinearModel(PooledClassifierModel):
     """The sparse-distillation DAN for single texts."""
 
     num_inputs = 1
     single_arch, pair_arch = "feature_based_linear_model", "feature_based_linear_biencoder_model"
+    folded_head: Optional[str] = None
+
+    @torch.no_grad()
+    def fold_first_layer(self, head_name: str, chunk_rows: int = 65536) -> bool:
+        """For inference: fold the head's first dense layer into the n-gram table.
+
+        Mean and sum pooling are linear, so ``dense(pool(E[ids])) =
+        pool((E W^T)[ids]) + b``: with ``E W^T`` as the table, the lookup gives
+        the first layer's output and each text needs one matrix product less.
+        The table is rewritten chunk by chunk, in place when the head is as
+        wide as the table, so no second table is held.  Returns False and
+        changes nothing where the identity fails or does not pay: max or
+        attention pooling, pairs, more than one head, a head wider than the
+        table.  A folded model refuses to train.
+        """
+        dense = self.classification_heads[head_name].dense
+        if (self.folded_head is not None or self.num_inputs != 1 or self.encoder.mode not in ("mean", "sum")
+                or len(self.classification_heads) != 1 or dense.out_features > dense.in_features):
+            return False
+        table = self.encoder.embed_tokens.weight
+        w = dense.weight.to(table.dtype).t()
+        out = table.data if dense.out_features == dense.in_features else \
+            table.new_empty(table.size(0), dense.out_features)
+        for start in range(0, table.size(0), chunk_rows):
+            out[start:start + chunk_rows] = table.data[start:start + chunk_rows] @ w
+        if out is not table.data:
+            self.encoder.embed_tokens.weight = nn.Parameter(out, requires_grad=False)
+        self.encoder.embed_tokens.weight.requires_grad_(False)
+        self.classification_heads[head_name].dense = _AddBias(dense.bias)
+        self.folded_head = head_name
+        return True
+
+    def train(self, mode: bool = True):
+        if mode and self.folded_head is not None:
+            raise RuntimeError("this DAN's first head layer is folded into its n-gram table "
+                               "(fold_first_layer): it is for inference only; reload the checkpoint to train")
+        return super().train(mode)
 
     @classmethod
     def build_model(cls, cfg, task):
