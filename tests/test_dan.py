@@ -176,6 +176,7 @@ def test_folding_the_first_layer_keeps_the_function(mode, hidden):
     before, _ = model(padded, classification_head_name="h")
     assert model.fold_first_layer("h")
     assert model.encoder.embed_tokens.weight.shape == (len(d), hidden)
+    assert model.encoder.embed_tokens.embedding_dim == hidden
     after, _ = model(padded, classification_head_name="h")
     assert torch.allclose(before, after, atol=1e-5)
     head = model.classification_heads["h"]

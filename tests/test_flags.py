@@ -18,5 +18,5 @@ def test_every_flag_has_help():
     text = help_text()
     for flag in ("--distillation-target", "--feature-dropout", "--embed-bag-mode", "--distillation-alpha",
                  "--distillation-loss", "--adam-betas", "--sparse-embedding", "--max-positions",
-                 "--lstm-hidden-size", "--embed-init", "--pooling"):
+                 "--lstm-hidden-size", "--embed-init", "--pooling", "--head-layers"):
         assert flag in text

@@ -45,7 +45,8 @@ class ClassificationHead(nn.Module):
     def __init__(self, input_dim, inner_dim, num_classes, activation_fn, pooler_dropout, num_layers=1):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"a classification head needs at least 1 hidden layer, got {num_layers}")
+            raise ValueError(f"a classification head needs at least 1 hidden layer (--head-layers), "
+                             f"got {num_layers}")
         self.dense = nn.Linear(input_dim, inner_dim)
         # absent for one layer, so one-layer checkpoints keep RoBERTa's parameter names
         self.extra_layers = nn.ModuleList(nn.Linear(inner_dim, inner_dim) for _ in range(num_layers - 1))

