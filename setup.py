@@ -2,7 +2,8 @@
 
 Install order matters on CPU machines: torch==2.13.0 first (any other torch
 request pulls CUDA wheels), then fairseq-fixed, then this package.
-scripts/bootstrap.sh does exactly that.
+scripts/bootstrap.sh does exactly that, and pins the versions; the package
+only declares ranges, so that it installs beside any GPU build of torch.
 """
 
 from setuptools import find_packages, setup
@@ -14,8 +15,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["user_dir", "user_dir.*"]),
     install_requires=[
-        "torch==2.13.0",
-        "fairseq-fixed==0.12.3.1",
+        "torch>=2.1",
+        "fairseq-fixed>=0.12.3,<0.13",
         "numpy",
         "sentencepiece",
         "submitit",

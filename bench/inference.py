@@ -15,22 +15,18 @@ over ``--rounds`` rounds in which the three models take turns.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-import torch
+
+from user_dir.inference.hub_interface import StudentHubInterface
+from user_dir.inference.teacher import Teacher
+from user_dir.inference.timing import accuracy, machine, timed  # the demo report's timing too
+from user_dir.preprocess.examples import read_examples
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "demo"))
-
-from report import timed  # noqa: E402  (demo/report.py: the same timing for the demo and here)
-
-from user_dir.models.hub_interface import StudentHubInterface  # noqa: E402
-from user_dir.data.examples import read_examples  # noqa: E402
-from user_dir.teacher import Teacher  # noqa: E402
 
 
 def fasttext_model(train_tsv, workdir):
@@ -54,11 +50,12 @@ def main():
     p.add_argument("--output", default=os.path.join(HERE, "results", "inference.json"))
     p.add_argument("--rounds", type=int, default=5, help="timing rounds, the models interleaved")
     p.add_argument("--seconds", type=float, default=1.0, help="least time per model and round")
+    p.add_argument("--device", default="cpu", help="teacher and student: cpu (default, as fastText), auto, cuda")
     args = p.parse_args()
     texts, labels = read_examples(os.path.join(args.data, "dev.tsv"), "tsv", (0,), 1, header=True)
-    teacher = Teacher(os.path.join(args.work, "teacher", "ckpt"))
+    teacher = Teacher(os.path.join(args.work, "teacher", "ckpt"), device=args.device)
     student = StudentHubInterface.from_pretrained(os.path.join(args.work, "checkpoints"), "checkpoint_best.pt",
-                                              os.path.join(args.work, "data-bin"))
+                                                  os.path.join(args.work, "data-bin"), device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         ft, ft_train_s = fasttext_model(os.path.join(args.data, "train.tsv"), tmp)
 
@@ -66,19 +63,19 @@ def main():
         return [lab[0][len("__label__"):] for lab in ft.predict(list(batch))[0]]
 
     models = (
-        ("teacher: MiniLM-L6 fine-tuned", teacher.predict),
-        ("student: DAN, sparse distillation", student.predict),
-        ("fastText on gold labels", ft_predict),
+        ("teacher: MiniLM-L6 fine-tuned", teacher.predict, teacher.device),
+        ("student: DAN, sparse distillation", student.predict, str(student.device)),
+        ("fastText on gold labels", ft_predict, "cpu"),
     )
     # rounds interleave the models, so a slow spell of a shared machine hits
     # all of them; speeds are medians, the ratio the median of per-round ratios
-    speeds = {name: [] for name, _ in models}
+    speeds = {name: [] for name, _, _ in models}
     rows = {}
     for _ in range(args.rounds):
-        for name, predict in models:
+        for name, predict, device in models:
             preds, speed = timed(predict, texts, min_seconds=args.seconds)
             speeds[name].append(speed)
-            rows[name] = {"accuracy": round(100.0 * np.mean([a == b for a, b in zip(preds, labels)]), 2)}
+            rows[name] = {"accuracy": accuracy(preds, labels), "device": device}
     for name in rows:
         rows[name]["sentences_per_second"] = round(float(np.median(speeds[name])), 1)
         rows[name]["sentences_per_second_rounds"] = [round(x, 1) for x in speeds[name]]
@@ -86,7 +83,7 @@ def main():
     ratios = np.array(speeds[names[1]]) / np.array(speeds[names[2]])
     student_vs_ft = float(np.median(ratios))
     report = {"bench": "raw text to label on SST-2 dev", "sentences": len(texts),
-              "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+              "machine": machine(r["device"] for r in rows.values()),
               "rounds": args.rounds, "fasttext_train_seconds": round(ft_train_s, 1), "results": rows,
               "student_speed_vs_fasttext": round(student_vs_ft, 3),
               "student_speed_vs_fasttext_rounds": [round(float(x), 3) for x in ratios],
@@ -97,9 +94,9 @@ def main():
     with open(tmp_out, "w") as f:
         json.dump(report, f, indent=2)
     os.replace(tmp_out, args.output)
-    print(f"{'model':<36}{'dev acc':>9}{'sentences/s':>14}")
+    print(f"{'model':<36}{'dev acc':>9}{'device':>9}{'sentences/s':>14}")
     for name, r in rows.items():
-        print(f"{name:<36}{r['accuracy']:>9.2f}{r['sentences_per_second']:>14,.0f}")
+        print(f"{name:<36}{r['accuracy']:>9.2f}{r['device']:>9}{r['sentences_per_second']:>14,.0f}")
     print(f"student speed / fastText: {student_vs_ft:.2f}, median of {args.rounds} rounds "
           f"({ratios.min():.2f}-{ratios.max():.2f}; goal >= 0.5); accuracy difference: "
           f"{report['student_accuracy_minus_fasttext']:+.2f} points -> {args.output}")

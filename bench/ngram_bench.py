@@ -34,7 +34,7 @@ def make_corpus(tsv: str, lines: int, path: str) -> None:
 
 
 def run_ours(corpus, workdir, k, workers):
-    from user_dir.data.ngrams import build_vocab, extract_ngrams
+    from user_dir.preprocess.ngrams import build_vocab, extract_ngrams
 
     t0 = time.perf_counter()
     vocab = build_vocab([corpus], k, (1, 4), tokenizer="sklearn", workers=workers)

@@ -17,34 +17,30 @@ import os
 import tempfile
 import time
 
-import numpy as np
 import torch
 from fairseq.data import data_utils
 
-from user_dir.teacher import Teacher, teacher_logits_file
+from user_dir.inference.teacher import Teacher, length_batches
+from user_dir.preprocess.teacher_logits import teacher_logits_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
 def bare_forward(teacher, tokens, batch_tokens):
-    """Model calls only, over the batches Teacher.logits_of_tokens would form."""
+    """Model calls only, over the batches Teacher.logits_of_tokens forms (on its device)."""
     pad = teacher.task.source_dictionary.pad()
-    order = np.argsort([len(t) for t in tokens], kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        end, longest = start + 1, len(tokens[order[start]])
-        while end < len(order):
-            longest = max(longest, len(tokens[order[end]]))
-            if longest * (end - start + 1) > batch_tokens:
-                break
-            end += 1
-        batches.append(data_utils.collate_tokens([tokens[i] for i in order[start:end]], pad))
-        start = end
+    batches = [data_utils.collate_tokens([tokens[i] for i in idx], pad).to(teacher.device)
+               for idx in length_batches([len(t) for t in tokens], batch_tokens)]
+    cuda = teacher.device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize(teacher.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for b in batches:
             teacher.model(b, features_only=True, classification_head_name=teacher.head)
+    if cuda:  # the kernels are queued: wait for them, as .cpu() does in Teacher.logits
+        torch.cuda.synchronize(teacher.device)
     return time.perf_counter() - t0, len(batches)
 
 
@@ -54,11 +50,12 @@ def main():
     p.add_argument("--examples", type=int, default=4000)
     p.add_argument("--batch-tokens", type=int, default=8192)
     p.add_argument("--output", default=os.path.join(HERE, "results", "teacher_logits_bench.json"))
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     args = p.parse_args()
     ckpt = os.path.join(args.work, "teacher", "ckpt")
     with open(os.path.join(args.work, "train.txt"), encoding="utf-8") as f:
         texts = [next(f).rstrip("\n") for _ in range(args.examples)]
-    teacher = Teacher(ckpt)
+    teacher = Teacher(ckpt, device=args.device)
     teacher.logits(texts[:64], args.batch_tokens)  # warm-up
     tokens = [teacher.encode(t) for t in texts]
     bare_s, n_batches = bare_forward(teacher, tokens, args.batch_tokens)
@@ -70,7 +67,8 @@ def main():
         with open(src, "w", encoding="utf-8") as f:
             f.write("".join(t + "\n" for t in texts))
         t0 = time.perf_counter()
-        teacher_logits_file(ckpt, src, os.path.join(tmp, "out.npy"), batch_tokens=args.batch_tokens)
+        teacher_logits_file(ckpt, src, os.path.join(tmp, "out.npy"), batch_tokens=args.batch_tokens,
+                            device=teacher.device)
         tool_s = time.perf_counter() - t0
     rows = {"bare forward": bare_s, "Teacher.logits": hub_s, "distill-teacher-logits": tool_s}
     report = {"bench": "teacher logits throughput", "examples": args.examples, "batch_tokens": args.batch_tokens,

@@ -4,7 +4,9 @@ Every model goes from the same raw dev texts to labels on this machine in
 this run: the teacher through its WordPiece BPE and transformer, each
 student through its own featurization (n-grams or BPE) and network.  Writes
 OUTPUT.json and OUTPUT.png (accuracy against throughput, log scale) and
-prints a table.
+prints a table.  Each row records the device it ran on (the teacher: CUDA
+when available, --teacher-device; students: CPU, --student-device), and the
+table says when a speed-up compares devices.
 
     python demo/report.py --dev SST-2/dev.tsv --teacher WORK/teacher/ckpt \\
         --student "DAN=WORK/checkpoints:WORK/data-bin" --output WORK/report
@@ -15,35 +17,21 @@ import argparse
 import json
 import logging
 import os
-import time
 
-import numpy as np
-import torch
-
-from user_dir.data.examples import read_examples
-from user_dir.models.hub_interface import StudentHubInterface
-from user_dir.predict import binary_f1
-from user_dir.teacher import Teacher
+from user_dir.preprocess.examples import read_examples
+from user_dir.inference.hub_interface import StudentHubInterface
+from user_dir.inference.predict import binary_f1
+from user_dir.inference.teacher import Teacher
+from user_dir.inference.timing import accuracy, machine, timed
 
 
-def timed(fn, texts, min_seconds=2.0):
-    """Sentences per second of ``fn(texts)``, repeated for at least ``min_seconds``."""
-    fn(texts[:32])  # warm-up
-    runs, start = 0, time.perf_counter()
-    while True:
-        out = fn(texts)
-        runs += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return out, runs * len(texts) / elapsed
-
-
-def measure(num_parameters, predict, texts, labels, classes):
+def measure(num_parameters, predict, texts, labels, classes, device):
     preds, speed = timed(predict, texts)
     row = {
-        "accuracy": round(100.0 * np.mean([p == g for p, g in zip(preds, labels)]), 2),
+        "accuracy": accuracy(preds, labels),
         "parameters": num_parameters,
         "sentences_per_second": round(speed, 1),
+        "device": str(device),
     }
     if len(classes) == 2:
         row["f1"] = round(binary_f1(preds, labels, classes[1]), 2)
@@ -60,20 +48,23 @@ def get_parser():
                    help="a student (checkpoint_best.pt of CKPT_DIR); repeatable")
     p.add_argument("--output", required=True, help="OUTPUT.json and OUTPUT.png are written")
     p.add_argument("--title", default="Distillation on SST-2")
+    p.add_argument("--teacher-device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--student-device", default="cpu", help="cpu (default), auto, cuda, cuda:N")
     return p
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     texts, labels = read_examples(args.dev, "tsv", args.text_column, args.label_column, header=True)
-    teacher = Teacher(args.teacher)
+    teacher = Teacher(args.teacher, device=args.teacher_device)
     teacher_size = sum(p.numel() for p in teacher.model.parameters())
-    rows = {"teacher": measure(teacher_size, teacher.predict, texts, labels, teacher.classes)}
+    rows = {"teacher": measure(teacher_size, teacher.predict, texts, labels, teacher.classes, teacher.device)}
     for spec in args.student:
         name, paths = spec.split("=", 1)
         ckpt_dir, data_bin = paths.split(":", 1)
-        student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin)
-        row = measure(student.num_parameters, student.predict, texts, labels, student.classes)
+        student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin,
+                                                      device=args.student_device)
+        row = measure(student.num_parameters, student.predict, texts, labels, student.classes, student.device)
         t = rows["teacher"]
         row["accuracy_vs_teacher"] = round(row["accuracy"] / t["accuracy"], 4)
         row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)
@@ -82,7 +73,7 @@ def main(argv=None):
     report = {
         "task": f"{os.path.basename(os.path.dirname(os.path.abspath(args.dev)))} dev "
                 f"({len(texts)} examples), raw text in, labels out",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": machine(r["device"] for r in rows.values()),
         "models": rows,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -91,11 +82,14 @@ def main(argv=None):
     plot(rows, args.output + ".png", args.title)
     f1 = "f1" in rows["teacher"]
     print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "")
-          + f"{'params':>13}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
+          + f"{'params':>13}{'device':>9}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
     for name, r in rows.items():
         print(f"{name:<28}{r['accuracy']:>9.2f}" + (f"{r['f1']:>7.2f}" if f1 else "")
-              + f"{r['parameters']:>13,}{r['sentences_per_second']:>13,.0f}"
+              + f"{r['parameters']:>13,}{r['device']:>9}{r['sentences_per_second']:>13,.0f}"
               + (f"{r['accuracy_vs_teacher']:>13.3f}{r['speedup']:>9.0f}x" if name != "teacher" else ""))
+    devices = sorted({r["device"] for r in rows.values()})
+    if len(devices) > 1:
+        print(f"note: the models ran on different devices ({', '.join(devices)}): speed-ups compare devices too")
     print(f"report: {args.output}.json, {args.output}.png")
     return report
 
@@ -108,9 +102,11 @@ def plot(rows, path, title):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    several = len({r["device"] for r in rows.values()}) > 1
     for name, r in rows.items():
         ax.scatter(r["sentences_per_second"], r["accuracy"], s=60)
-        ax.annotate(name, (r["sentences_per_second"], r["accuracy"]), textcoords="offset points",
+        label = f"{name} ({r['device']})" if several else name
+        ax.annotate(label, (r["sentences_per_second"], r["accuracy"]), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("sentences / second (raw text to label, this machine)")

@@ -14,6 +14,10 @@ DATA = Path(os.environ.get("DISTILL_SHARED_DATA", REPO.parent / "shared" / "data
 BIN = Path(sys.executable).parent
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device, skipped without one (tests/test_gpu.py)")
+
+
 def read_tsv(path, skip_header=True):
     """Rows of a GLUE TSV (BOM on the header tolerated)."""
     with open(path, encoding="utf-8-sig") as f:

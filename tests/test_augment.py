@@ -1,14 +1,17 @@
 """distill-augment: the D-BERT rules, embedding neighbours, determinism, pairs, resume."""
 
 import logging
+import os
 import random
+import subprocess
 from collections import Counter
 
 import pytest
 
-from user_dir.data import augment as A
-from user_dir.data.augment import AugmentConfig, TagSampler, augment_file
-from user_dir.data.text_io import find_offsets
+from user_dir import fileio
+from user_dir.preprocess import augment as A
+from user_dir.preprocess.augment import AugmentConfig, TagSampler, augment_file
+from user_dir.preprocess.text_io import find_offsets
 
 from conftest import read_tsv, run
 
@@ -69,6 +72,27 @@ def test_ngram_windows():
     assert all(A.detokenize(d) in text for d in out)  # a window is a contiguous piece
 
 
+def test_whitespace_tokens_are_never_changed():
+    # spaCy makes a token of each extra run of spaces
+    words = [("good", " "), (" ", ""), ("film", " "), ("  ", ""), ("here", "")]
+    tags = ["JJ", "_SP", "NN", "_SP", "RB"]
+    rng = random.Random(0)
+    for cfg in (AugmentConfig(p_mask=1.0, p_pos=0.0, p_ngram=0.0), AugmentConfig(p_mask=0.0, p_pos=1.0, p_ngram=0.0),
+                AugmentConfig(p_mask=0.5, p_pos=0.5, p_ngram=0.0)):
+        for _ in range(200):
+            d = A.dbert_side(words, tags, cfg, SAMPLER, rng)
+            assert len(d) == len(words) and d[1] == words[1] and d[3] == words[3]
+            assert len(A.detokenize(d).split()) == 3
+    masked = A.dbert_side(words, tags, AugmentConfig(p_mask=1.0, p_pos=0.0, p_ngram=0.0), SAMPLER, rng)
+    assert A.detokenize(masked) == "[MASK]  [MASK]   [MASK]"
+    # the same with the real tagger's tokens
+    text = "a  quiet   film ,  truly "
+    (tagged_words, tagged_tags), = A.tag_texts([text], A.load_tagger())
+    assert any(w.isspace() for w, _ in tagged_words)
+    d = A.dbert_side(tagged_words, tagged_tags, AugmentConfig(p_mask=1.0, p_pos=0.0, p_ngram=0.0), SAMPLER, rng)
+    assert A.detokenize(d).split() == ["[MASK]"] * len(text.split())
+
+
 def test_sampler_with_a_single_word_tag_and_unknown_tag():
     rng = random.Random(0)
     assert SAMPLER.draw("VBZ", "is", rng) is None
@@ -109,8 +133,16 @@ def test_output_originals_first_then_new_distinct_lines(phrases, tmp_path):
     assert 100 < len(new) <= 5 * 101
     assert len(set(new)) == len(new) and not set(new) & set(lines[:102])  # no copies, no originals
     assert "" not in new
-    # the one-word line can only be masked or replaced by another adjective
-    assert all(len(x.split()) >= 1 for x in new)
+    assert max(len(x.split()) for x in new) <= max(len(x.split()) for x in phrases[:100])
+    # a one-word line can only become the mask or another word of its tag; without windows
+    # every other draw keeps its word count, so one-word lines come from it alone
+    src = write(tmp_path / "one.txt", ["wonderful", "a superb film", "an awful cast"])
+    augment_file(str(src), str(out), AugmentConfig(samples_per_example=20, p_mask=0.4, p_pos=0.4, p_ngram=0.0,
+                                                   seed=3))
+    new = out.read_text(encoding="utf-8").split("\n")[3:-1]
+    one_word = [x for x in new if len(x.split()) == 1]
+    assert one_word and set(one_word) <= {"[MASK]", "a", "superb", "film", "an", "awful", "cast"}
+    assert all(len(x.split()) == 3 for x in new if x not in one_word)
 
 
 def test_deterministic_for_a_seed_whatever_the_workers(phrases, tmp_path):
@@ -227,3 +259,44 @@ def test_refusals(tmp_path, imported_teacher):
     proc = run(["distill-augment", "--input", bad, "--output", tmp_path / "o.tsv", "--input-format", "tsv",
                 "--text-column", "0", "1"], check=False)
     assert proc.returncode == 2 and "line 2" in proc.stderr
+
+
+def test_neighbours_read_the_teacher_with_the_models_loader(imported_teacher, monkeypatch):
+    import torch
+
+    from user_dir.models import teacher_embeddings
+
+    teacher = teacher_embeddings.load_teacher_embeddings(str(imported_teacher / "model.pt"))
+    # what the table was built from before: dict.txt after fairseq's four specials, model.pt's matrix
+    with open(imported_teacher / "dict.txt", encoding="utf-8") as f:
+        assert teacher.symbols[4:] == [line.rsplit(" ", 1)[0] for line in f if line.strip()]
+    state = torch.load(imported_teacher / "model.pt", map_location="cpu", weights_only=False)["model"]
+    (key,) = [k for k in state if k.endswith("embed_tokens.weight")]
+    assert torch.equal(teacher.weight, state[key].float())
+    calls = []
+    real = teacher_embeddings.load_teacher_embeddings
+    monkeypatch.setattr(teacher_embeddings, "load_teacher_embeddings", lambda p: calls.append(p) or real(p))
+    table = A.NeighbourTable(str(imported_teacher), 5)
+    assert calls == [str(imported_teacher / "model.pt")]
+    assert table.table == A.load_neighbours(str(imported_teacher), 5).table
+
+
+def test_one_run_at_a_time_and_killed_runs_cleared(phrases, tmp_path):
+    src = write(tmp_path / "in.txt", phrases[:30])
+    out = tmp_path / "out.txt"
+    cfg = AugmentConfig(samples_per_example=2)
+    with fileio.locked(str(out) + ".parts"):
+        with pytest.raises(fileio.WorkDirLocked, match=f"in use by process {os.getpid()}"):
+            augment_file(str(src), str(out), cfg)
+        assert not out.exists()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [tmp_path / f".out.txt.{dead.pid}.k2j4h_x9.tmp",
+             tmp_path / "out.txt.parts" / f".part-00000.aug.{dead.pid}.x.tmp"]
+    live = tmp_path / f".out.txt.{os.getppid()}.q8w7e6r5.tmp"
+    for p in stale + [live]:
+        p.write_text("x" * 100)
+    res = augment_file(str(src), str(out), cfg)
+    assert res["originals"] == 30
+    assert sorted(n for n in os.listdir(tmp_path) if ".tmp" in n) == [live.name]
+    assert not (tmp_path / "out.txt.parts").exists()

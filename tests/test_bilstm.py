@@ -72,11 +72,27 @@ def test_distilled_bilstm_from_teacher_embeddings(wordpiece_bin, imported_teache
     assert "embeddings: 30522 of 30522 rows from" in log
     assert f"mixed_adam: {30522 * 384} sparse and" in log  # the embedding rows go to SparseAdam
     accs = valid_accuracies(log)
-    assert len(accs) == 2 and max(accs) >= 72.0, (accs, sst2["teacher_acc"])  # chance is ~50
+    # measured 77.98 on 2026-12-01; majority class of SST-2 dev 50.9
+    assert len(accs) == 2 and max(accs) >= 74.0, (accs, sst2["teacher_acc"])
     assert re.search(r"agreement [\d.]+", log)
     # raw dev.tsv through the checkpoint's own --bpe: the validation accuracy exactly
     summary = predict(save / "checkpoint_best.pt", wordpiece_bin, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
     assert summary["examples"] == 872 and summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
+
+
+def test_two_stacked_bidirectional_layers_train(wordpiece_bin, imported_teacher, glue, tmp_path):
+    save = tmp_path / "ckpt"
+    proc = run(train_flags(wordpiece_bin, save, extra=[
+        "--optimizer", "mixed_adam", "--distillation-target", "--encoder-embed-dim", "64", "--lstm-layers", "2",
+        "--lstm-hidden-size", "32", "--max-epoch", "1",
+        "--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]))
+    accs = valid_accuracies(proc.stdout + proc.stderr)
+    assert len(accs) == 1 and accs[0] >= 69.0, accs  # measured 73.39 on 2026-12-01; majority 50.9
+    ckpt = torch.load(save / "checkpoint_best.pt", weights_only=False)
+    assert ckpt["model"]["encoder.forward_upper.0.weight_ih_l0"].shape == (4 * 32, 2 * 32)
+    # the checkpoint reloads with its stacked layers: the validation accuracy exactly
+    summary = predict(save / "checkpoint_best.pt", wordpiece_bin, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
+    assert summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
 
 
 def test_sentencepiece_tokens_and_mse_loss(sst2, glue, tmp_path):
@@ -93,7 +109,8 @@ def test_sentencepiece_tokens_and_mse_loss(sst2, glue, tmp_path):
         "--encoder-embed-dim", "64", "--pooling", "max",
         "--max-epoch", "1", "--bpe", "sentencepiece", "--sentencepiece-model", spm]))
     accs = valid_accuracies(proc.stdout + proc.stderr)
-    assert accs and accs[0] > 55.0  # one epoch from random embeddings: above chance
+    # one epoch from random embeddings: measured 75.11 on 2026-12-01; majority 50.9
+    assert accs and accs[0] >= 71.0
     summary = predict(work / "ckpt" / "checkpoint_best.pt", data, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
     assert summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
 
@@ -115,10 +132,11 @@ def test_mrpc_pairs_with_the_siamese_bilstm(glue, imported_teacher, tmp_path):
     log = proc.stdout + proc.stderr
     assert "sentence pairs" in log
     accs = valid_accuracies(log)
-    assert len(accs) == 2 and max(accs) >= 60.0  # a sanity bound: the majority class is 68.4
+    # measured 70.34 on 2026-12-01; majority class 68.4 (epoch 1 was exactly that): barely above it
+    assert len(accs) == 2 and max(accs) >= 69.0, accs
     summary = predict(work / "ckpt" / "checkpoint_best.pt", data, glue / "MRPC" / "dev.tsv", ["3", "4"], tmp_path)
     assert summary["examples"] == 408 and summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
-    assert 0.0 < summary["f1"] <= 100.0
+    assert summary["f1"] >= 81.5  # measured 82.07; all-positive scores 81.2
     # the single-text architecture refuses a pair data-bin
     proc = run(train_flags(data, work / "x", extra=["--optimizer", "adam", "--max-epoch", "1"]), check=False)
     assert proc.returncode != 0 and "use a bilstm_siamese_classifier architecture" in proc.stderr
@@ -168,15 +186,23 @@ def test_embedding_init_by_symbol_and_dimension_check(imported_teacher):
         load_teacher_embeddings(str(imported_teacher / "nope.pt"))
 
 
+def directions(enc):
+    return [enc.forward_lstm, *enc.forward_upper], [enc.backward_lstm, *enc.backward_upper]
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("pooling", ["final", "max"])
-def test_equals_a_packed_bidirectional_lstm(pooling):
+def test_equals_a_packed_bidirectional_lstm(pooling, layers):
     torch.manual_seed(1)
-    enc, d = tiny_encoder(pooling)
-    ref = torch.nn.LSTM(8, 6, bidirectional=True, batch_first=True)
+    enc, d = tiny_encoder(pooling, lstm_layers=layers)
+    ref = torch.nn.LSTM(8, 6, num_layers=layers, bidirectional=True, batch_first=True)
+    fwd, bwd = directions(enc)
+    assert len(fwd) == len(bwd) == layers
     with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(ref, f"{name}_l0").copy_(getattr(enc.forward_lstm, f"{name}_l0"))
-            getattr(ref, f"{name}_l0_reverse").copy_(getattr(enc.backward_lstm, f"{name}_l0"))
+        for k in range(layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(fwd[k], f"{name}_l0").copy_(getattr(ref, f"{name}_l{k}"))
+                getattr(bwd[k], f"{name}_l0").copy_(getattr(ref, f"{name}_l{k}_reverse"))
         lengths = torch.tensor([7, 3, 1, 5])
         tokens = torch.full((4, 7), d.pad())
         for i, n in enumerate(lengths):
@@ -184,9 +210,31 @@ def test_equals_a_packed_bidirectional_lstm(pooling):
         x = enc.embed_tokens(tokens)
         packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, (h, _) = ref(packed)
-        if pooling == "final":
-            expected = torch.cat([h[0], h[1]], dim=-1)
-        else:
-            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
-            expected = out.max(dim=1).values
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
+        ours, final = enc.lstm_outputs(x, lengths)
+        valid = tokens.ne(d.pad())
+        assert torch.allclose(ours[valid], out[valid], atol=1e-6)  # every time step of the last layer
+        assert torch.allclose(final, torch.cat([h[-2], h[-1]], dim=-1), atol=1e-6)
+        expected = torch.cat([h[-2], h[-1]], dim=-1) if pooling == "final" else out.max(dim=1).values
         assert torch.allclose(enc(tokens, lengths), expected, atol=1e-6)
+
+
+def test_stacked_layers_read_both_directions_and_get_gradients():
+    torch.manual_seed(2)
+    enc, d = tiny_encoder("final", lstm_layers=2)
+    fwd, bwd = directions(enc)
+    assert fwd[1].input_size == bwd[1].input_size == 12  # [fwd, bwd] of layer 0, not 6
+    enc.train()
+    tokens = torch.tensor([[5, 6, 7, 8], [6, 7, d.pad(), d.pad()]])
+    enc(tokens, torch.tensor([4, 2])).pow(2).sum().backward()
+    for name, p in enc.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_old_multilayer_checkpoints_are_refused_and_one_layer_names_kept():
+    enc, _ = tiny_encoder("final")
+    assert {k for k in enc.state_dict() if "lstm" in k} == {
+        f"{d}_lstm.{n}_l0" for d in ("forward", "backward") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    old = {"encoder.forward_lstm.weight_ih_l0": None, "encoder.forward_lstm.weight_ih_l1": None}
+    with pytest.raises(ValueError, match="two one-way stacks"):
+        enc.upgrade_state_dict_named(old, "encoder")

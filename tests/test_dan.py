@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from fairseq.data import Dictionary
+from omegaconf import OmegaConf, open_dict
 
 from user_dir.models.dan import (
     DANEncoder,
@@ -23,6 +24,8 @@ def cfg(**kw):
     c = FeatureBasedLinearModelConfig()
     c.max_positions = 512
     c.optimizer_name = "mixed_adam"
+    c.fp16 = c.bf16 = c.memory_efficient_fp16 = False
+    c.distributed_world_size = 1
     for k, v in kw.items():
         setattr(c, k, v)
     return c
@@ -113,7 +116,7 @@ def test_flat_pooling_equals_padded(mode):
 
 
 def test_ngram_embeddings_from_the_teacher(imported_teacher, tmp_path):
-    from user_dir.data.ngrams import JOINER
+    from user_dir.preprocess.ngrams import JOINER
     from user_dir.models.teacher_embeddings import load_teacher_embeddings
 
     teacher = load_teacher_embeddings(str(imported_teacher / "model.pt"))
@@ -132,10 +135,18 @@ def test_ngram_embeddings_from_the_teacher(imported_teacher, tmp_path):
     assert all(p in row for p in pieces)
     expected = torch.stack([teacher.weight[row[p]] for p in pieces]).mean(0)
     assert torch.allclose(w[d.index("unwatchable")], expected, atol=1e-6)
-    # a model built to receive a checkpoint's weights does not read the file again
+    # a model built to receive a checkpoint's weights (fairseq passes from_checkpoint to the
+    # task) does not read the file again
+    from user_dir.tasks.student_task import StudentTask
+
     gone = str(tmp_path / "moved.pt")
-    FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=gone),
-                                        SimpleNamespace(**vars(task(d)), loading_checkpoint=True))
+    loading = task(d)
+    loading.cfg = SimpleNamespace(max_positions=512, classification_head_name="h", num_classes=2)
+    model_cfg = OmegaConf.structured(cfg(encoder_embed_dim=384, embed_init=gone))
+    with open_dict(model_cfg):
+        model_cfg._name = "feature_based_linear_model"
+    model = StudentTask.build_model(loading, model_cfg, from_checkpoint=True)
+    assert model.cfg.embed_init == "" and "h" in model.classification_heads
     with pytest.raises(FileNotFoundError, match="--embed-init checkpoint not found"):
         FeatureBasedLinearModel.build_model(cfg(encoder_embed_dim=384, embed_init=gone), task(d))
     with pytest.raises(ValueError, match="set --encoder-embed-dim 384"):

@@ -8,7 +8,7 @@ from fairseq import checkpoint_utils
 from fairseq.data import data_utils, encoders
 
 from user_dir.encoders.wordpiece import BERT_TO_FAIRSEQ
-from user_dir.hf_import import fairseq_vocab_order
+from user_dir.preprocess.hf_import import fairseq_vocab_order
 
 from conftest import read_tsv, run
 

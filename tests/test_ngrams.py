@@ -1,15 +1,20 @@
 import json
 import os
+import random
+import subprocess
+import time
+import unicodedata
 
 import numpy as np
 import pytest
 from fairseq.data import Dictionary
 
-from user_dir.data import ngrams, text_io
-from user_dir.data.ngrams import JOINER, Featurizer, NgramVocab, build_vocab, extract_ngrams
-from user_dir.data.text_io import count_lines, find_offsets, iter_lines
+from user_dir import fileio
+from user_dir.preprocess import ngrams
+from user_dir.preprocess.ngrams import JOINER, Featurizer, NgramVocab, build_vocab, extract_ngrams, write_vocab
+from user_dir.preprocess.text_io import count_lines, find_offsets, iter_lines
 
-from conftest import read_tsv, run
+from conftest import BIN, read_tsv, run
 
 
 def write_bytes(path, data: bytes):
@@ -24,6 +29,36 @@ def test_tokenizers():
     assert ngrams.TOKENIZERS["whitespace"](text)[:3] == ["It's", "a", "GREAT"]
     # the joiner never survives inside a token
     assert JOINER not in "".join(ngrams.TOKENIZERS["whitespace"](f"a{JOINER}b c"))
+
+
+CONTROL_TEXT = "good\x00movie \x07bad\x1b film\x7f\x80 very\x9fnice\x00"
+
+
+@pytest.mark.parametrize("tokenizer", sorted(ngrams.TOKENIZERS))
+def test_control_characters_are_whitespace(tokenizer):
+    tokenize = ngrams.TOKENIZERS[tokenizer]
+    assert tokenize(CONTROL_TEXT) == tokenize("good movie bad film very nice")
+    assert tokenize.split(CONTROL_TEXT) == "good movie bad film very nice".split()
+    # whitespace controls (tab, NEL, separators) were spaces already
+    assert tokenize("good\tmovie\x85bad\x1cfilm") == tokenize("good movie bad film")
+
+
+def test_control_characters_in_counting_extraction_and_featurizer(tmp_path):
+    src = tmp_path / "c.txt"
+    src.write_text(f"{CONTROL_TEXT}\n\x00\x01\n" + "good movie\n" * 3, encoding="utf-8")
+    vocab = build_vocab([str(src)], 100, (1, 2))
+    grams = [g for g, _ in vocab.entries]
+    assert not any(unicodedata.category(c) == "Cc" for g in grams for c in g)
+    assert dict(vocab.entries)[f"good{JOINER}movie"] == 4  # NUL joined them as a space would
+    vocab.save(str(tmp_path / "v.txt"))
+    extract_ngrams(str(tmp_path / "v.txt"), str(src), str(tmp_path / "c.ng"))
+    lines = (tmp_path / "c.ng").read_text(encoding="utf-8").split("\n")[:-1]
+    assert lines[1] == "" and lines[0].split() == reference_features(CONTROL_TEXT, vocab)
+    d = Dictionary.load(str(tmp_path / "v.txt"))
+    feat = Featurizer(vocab.settings(), d.symbols, d.nspecial)
+    texts = list(iter_lines(str(src)))
+    for text, line in zip(texts, lines):
+        assert feat(text) == [d.index(t) for t in line.split()]
 
 
 def reference_features(text, vocab):
@@ -59,7 +94,7 @@ RAW_TEXTS = [
     "   ", "", "tabs\tand\u00a0no-break\u2028separators , here",
     f"joiner{JOINER}inside words and caf\u00e9 na\u00efve r\u00e9sum\u00e9s",
     "\ufffd\ufffd lone replacement \ufffd chars\ufffd", "won't won't won't 'quoted' words'",
-    "one", "xx yy zz xx yy zz xx yy zz",
+    "one", "xx yy zz xx yy zz xx yy zz", "nul\x00inside\x1b[0m esc\x7f and c1\x9f\x85 codes\x00",
 ]
 
 
@@ -116,7 +151,7 @@ def test_sklearn_tokenizer_reproduces_countvectorizer(tmp_path, glue):
     counts = np.asarray(CountVectorizer(ngram_range=(1, 4)).fit(texts).transform(texts).sum(axis=0)).ravel()
     kth = np.sort(counts)[::-1][k - 1]
     ours = {g.replace(JOINER, " ") for g, c in vocab.entries if c > kth}
-    theirs = {g for g in cv.vocabulary_ if True}
+    theirs = set(cv.vocabulary_)
     # identical above the boundary count (ties at the boundary are arbitrary in sklearn)
     assert ours and ours <= theirs
     assert len(ours) == sum(1 for c in counts if c > kth)
@@ -216,7 +251,7 @@ def test_extraction_resumes_finished_chunks(tmp_path):
     # a first run killed after chunk 0: its part and manifest are on disk
     offsets = find_offsets(str(src), 4)
     parts = out + ".parts"
-    text_io.prepare_work_dir(parts, {
+    fileio.prepare_work_dir(parts, {
         "input": os.path.abspath(src), "size": os.path.getsize(src), "mtime": os.path.getmtime(src),
         "vocab": os.path.abspath(vocab_path), "vocab_mtime": os.path.getmtime(vocab_path), "offsets": offsets,
     })
@@ -248,3 +283,129 @@ def test_console_tools(tmp_path, glue):
     bad = run(["distill-extract-ngrams", "--vocab", tmp_path / "novocab.txt", "--input", src,
                "--output", tmp_path / "x"], check=False)
     assert bad.returncode == 2 and "novocab.txt.json not found" in bad.stderr
+
+
+def test_empty_vocabularies_are_refused(tmp_path):
+    empty = write_bytes(tmp_path / "empty.txt", b"")
+    with pytest.raises(ValueError, match="no n-grams in .*empty.txt"):
+        build_vocab([empty], 100, (1, 2))
+    src = write_bytes(tmp_path / "c.txt", b"good movie\nbad movie\n")
+    with pytest.raises(ValueError, match=r"c.txt survived pruning: --max-ngrams-in-memory 1 is too small"):
+        build_vocab([src], 100, (1, 2), max_in_memory=1)
+    proc = run(["distill-ngram-dict", "--input", src, "--output", tmp_path / "v.txt",
+                "--max-ngrams-in-memory", "1"], check=False)
+    assert proc.returncode == 2 and "c.txt survived pruning" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["c.txt", "empty.txt"]  # no vocabulary, no lock dir
+    # an empty vocabulary made otherwise (by hand, or by an older version) is refused too
+    NgramVocab([]).save(str(tmp_path / "v0.txt"))
+    with pytest.raises(ValueError, match="vocabulary .*v0.txt is empty"):
+        extract_ngrams(str(tmp_path / "v0.txt"), src, str(tmp_path / "out.txt"))
+    assert not (tmp_path / "out.txt").exists()
+
+
+def dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def temp_files(*dirs):
+    return sorted(os.path.join(d, n) for d in map(str, dirs) if os.path.isdir(d)
+                  for n in os.listdir(d) if ".tmp" in n)
+
+
+def test_rerun_removes_temporary_files_of_dead_runs(tmp_path):
+    vocab_path, _ = _vocab(tmp_path)
+    src = tmp_path / "in.txt"
+    src.write_text("good movie\n" * 20)
+    out = tmp_path / "out.txt"
+    parts = tmp_path / "out.txt.parts"
+    parts.mkdir()
+    dead, live = dead_pid(), os.getppid()
+    stale = [tmp_path / f".out.txt.{dead}.k2j4h_x9.tmp", parts / f".part-00000.{dead}.a1b2c3d4.tmp"]
+    kept = [tmp_path / f".out.txt.{live}.q8w7e6r5.tmp",  # a live writer's
+            tmp_path / f".other.txt.{dead}.z9y8x7w6.tmp"]  # another output's
+    for p in stale + kept:
+        p.write_text("x" * 1000)
+    extract_ngrams(vocab_path, str(src), str(out))
+    assert out.read_text() == f"good movie good{JOINER}movie\n" * 20
+    assert temp_files(tmp_path) == sorted(map(str, kept)) and not parts.exists()
+    # the vocabulary's two files, likewise
+    for name in ("v.txt", "v.txt.json"):
+        (tmp_path / f".{name}.{dead}.k2j4h_x9.tmp").write_text("x")
+    write_vocab([str(src)], str(tmp_path / "v.txt"), 10, (1, 2))
+    assert temp_files(tmp_path) == sorted(map(str, kept))
+    assert not (tmp_path / "v.txt.parts").exists()
+
+
+def test_a_second_run_is_refused_naming_the_first(tmp_path):
+    vocab_path, _ = _vocab(tmp_path)
+    src = tmp_path / "in.txt"
+    src.write_text("good movie\n" * 20)
+    out, vocab2 = tmp_path / "out.txt", tmp_path / "v2.txt"
+    with fileio.locked(str(out) + ".parts"), fileio.locked(str(vocab2) + ".parts"):
+        proc = run(["distill-extract-ngrams", "--vocab", vocab_path, "--input", src, "--output", out],
+                   check=False)
+        assert proc.returncode == 2 and f"in use by process {os.getpid()}" in proc.stderr, proc.stderr[-500:]
+        with pytest.raises(fileio.WorkDirLocked, match=f"in use by process {os.getpid()}"):
+            write_vocab([str(src)], str(vocab2), 10, (1, 2))
+        assert not out.exists() and not vocab2.exists()
+        # the holder's directories are left alone
+        assert os.path.isdir(str(out) + ".parts") and os.path.isdir(str(vocab2) + ".parts")
+    assert extract_ngrams(vocab_path, str(src), str(out)) == 20
+    write_vocab([str(src)], str(vocab2), 10, (1, 2))
+    assert not os.path.exists(str(vocab2) + ".parts")
+
+
+def test_extraction_survives_kill_9_at_random_points(tmp_path, glue):
+    rows = read_tsv(glue / "SST-2" / "train.tsv")
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
+    vocab = build_vocab([str(corpus)], 20000, (1, 4))
+    vocab.save(str(tmp_path / "v.txt"))
+    src = corpus
+    clean = tmp_path / "clean.ng"
+    start = time.monotonic()
+    extract_ngrams(str(tmp_path / "v.txt"), str(src), str(clean))
+    work = time.monotonic() - start
+    out_dir = tmp_path / "out"
+    out = out_dir / "train.ng"
+    parts = out_dir / "train.ng.parts"
+    cmd = [BIN / "distill-extract-ngrams", "--vocab", tmp_path / "v.txt", "--input", src, "--output", out,
+           "--workers", "2"]
+
+    def holder():
+        try:
+            return int((parts / ".lock").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def wait_for(cond, proc, timeout=120):
+        end = time.monotonic() + timeout
+        while not cond() and proc.poll() is None:
+            assert time.monotonic() < end, "the run never got going"
+            time.sleep(0.001)
+
+    rng = random.Random(0)
+    leftovers, any_left = [], False
+    # in the chunks (forked workers), during the final concatenation, anywhere
+    for kill_at in ("chunks", "concatenation", "anywhere"):
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # the rerun holds the job and has cleared what the killed run left
+            wait_for(lambda: holder() == proc.pid and not set(leftovers) & set(temp_files(out_dir, parts)), proc)
+            if kill_at == "concatenation":
+                wait_for(lambda: any(n.startswith(".train.ng.") for n in os.listdir(out_dir)), proc)
+            else:
+                time.sleep(rng.uniform(0, work * (0.5 if kill_at == "chunks" else 1.2)))
+            proc.kill()
+        finally:
+            stderr = proc.communicate()[1].decode(errors="replace")
+        assert proc.returncode in (0, -9), stderr[-2000:]
+        assert "in use by process" not in stderr  # workers died with their parent
+        leftovers = temp_files(out_dir, parts)
+        any_left |= bool(leftovers)
+    assert any_left  # some kill did leave temporary files behind
+    run(cmd)
+    assert out.read_bytes() == clean.read_bytes()
+    assert os.listdir(out_dir) == ["train.ng"]  # no temporary file, no parts

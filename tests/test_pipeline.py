@@ -30,7 +30,8 @@ def trained(sst2):
 def test_distilled_dan_beats_chance_by_far(trained):
     accs = valid_accuracies(trained["log"])
     assert len(accs) == 4
-    assert max(accs) >= 72.0, (accs, trained["teacher_acc"])  # chance is ~50 on SST-2 dev
+    # measured 77.75 on 2026-12-01; majority class of SST-2 dev 50.9
+    assert max(accs) >= 74.0, (accs, trained["teacher_acc"])
     assert re.search(r"agreement [\d.]+", trained["log"])  # teacher agreement is logged
     assert "sparse gradients: True" in trained["log"] and "mixed_adam:" in trained["log"]
 
@@ -95,7 +96,9 @@ def test_hydra_config_trains(sst2, tmp_path):
     proc = run(["fairseq-hydra-train", "--config-dir", REPO / "demo" / "config",
                 "--config-name", "sparse_distillation", f"task.data={sst2['data_bin']}",
                 f"common.user_dir={REPO / 'user_dir'}", "model.encoder_embed_dim=16", "model.hidden_dim=16",
+                "model.embed_init=",
                 "optimization.max_epoch=1", "checkpoint.no_save=true", f"hydra.run.dir={tmp_path}"])
+    # wiring only: one epoch of this 16-d model scores the majority class (50.92 on 2026-12-01)
     assert re.search(r"valid on 'valid' subset .* accuracy [\d.]+", proc.stdout + proc.stderr)
 
 
@@ -134,10 +137,12 @@ def test_sentence_pair_pipeline(glue, tmp_path):
     proc = run(["fairseq-train", data_bin, *flags, "--max-epoch", "3", "--save-dir", tmp_path / "ckpt",
                 "--no-epoch-checkpoints"])
     best = max(valid_accuracies(proc.stdout + proc.stderr))
+    assert best >= 71.0  # measured 74.02 on 2026-12-01; majority class of MRPC dev 68.4
     pred = run(["distill-predict", "--checkpoint", tmp_path / "ckpt" / "checkpoint_best.pt", "--data-bin", data_bin,
                 "--input", glue / "MRPC" / "dev.tsv", "--header", "--text-column", "3", "4",
                 "--label-column", "0", "--output", tmp_path / "pred.tsv"])
     summary = eval(pred.stdout.strip().splitlines()[-1].replace("null", "None"))
     assert summary["examples"] == 408
     assert summary["accuracy"] == pytest.approx(best, abs=0.01)
+    assert summary["f1"] >= 81.5  # measured 82.68; all-positive scores 81.2
     assert (tmp_path / "pred.tsv").read_text().splitlines()[0] == "label\tp_0\tp_1"

@@ -3,8 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from user_dir.data.examples import read_examples
-from user_dir.predict import predict_file
+from user_dir.cli.predict import main as predict_main
+from user_dir.preprocess.examples import read_examples
+from user_dir.inference.predict import predict_file
+
+from conftest import run
 
 
 class StubHub:
@@ -58,7 +61,7 @@ def test_outputs_and_accuracy(tmp_path, fmt):
 
 
 def test_shard_errors_name_file_lines(tmp_path):
-    from user_dir.data.text_io import find_offsets
+    from user_dir.preprocess.text_io import find_offsets
 
     path = tmp_path / "x.tsv"
     path.write_text("".join(f"text {i}\t1\n" for i in range(50)) + "broken row\n" + "last\t0\n")
@@ -67,3 +70,47 @@ def test_shard_errors_name_file_lines(tmp_path):
         read_examples(str(path), "tsv", (0,), 1, start=offsets[2], end=offsets[3])
     texts, labels = read_examples(str(path), "tsv", (0,), 1, start=offsets[0], end=offsets[1])
     assert texts[0] == "text 0" and labels[0] == "1"
+
+
+class CountingHub(StubHub):
+    device = "cpu"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_proba(self, texts, batch_size=1024):
+        self.calls += 1
+        return super().predict_proba(texts, batch_size)
+
+
+def test_directories_are_refused_before_any_work(tmp_path):
+    hub = CountingHub()
+    with pytest.raises(ValueError, match="is a directory: name a file"):
+        predict_file(hub, str(tmp_path), None)
+    path = tmp_path / "x.txt"
+    path.write_text("good\n")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="out is a directory: name a file"):
+        predict_file(hub, str(path), str(tmp_path / "out"))
+    assert hub.calls == 0
+    assert predict_file(hub, str(path), None)["device"] == "cpu"  # the speed says where it was measured
+
+
+def test_cli_refuses_before_loading_the_model(tmp_path):
+    (tmp_path / "x.txt").write_text("good\n")
+    (tmp_path / "out").mkdir()
+    ckpt, data_bin = tmp_path / "ckpt.pt", tmp_path / "bin"
+    ckpt.write_bytes(b"not loaded: every refusal comes first")
+    data_bin.mkdir()
+    base = ["--checkpoint", str(ckpt), "--data-bin", str(data_bin)]
+    proc = run(["distill-predict", *base, "--input", tmp_path], check=False)
+    assert proc.returncode == 2 and "is a directory: name a file" in proc.stderr
+    for extra, message in (
+        (["--input", str(tmp_path / "x.txt"), "--output", str(tmp_path / "out")], "out is a directory"),
+        (["--input", str(tmp_path / "x.txt"), "--device", "cuda:99"], "--device cuda:99"),
+        (["--input", str(tmp_path / "x.txt"), "--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
+        (["--input", str(tmp_path / "x.txt"), "--cpu", "--device", "cuda"], "--cpu contradicts --device cuda"),
+        (["--input", str(tmp_path / "x.txt"), "--checkpoint", str(data_bin)], "checkpoint .*bin is a directory"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            predict_main(base + extra)

@@ -83,3 +83,63 @@ def test_unlabeled_transfer_data_and_missing_targets(data_bin):
         task_for(data_bin).load_dataset("train")
     with pytest.raises(ValueError, match="neither gold labels"):
         task_for(data_bin, distill=False).load_dataset("train")
+
+
+def test_labels_are_checked_against_a_loop(data_bin):
+    # the vectorized check reads the memory-mapped buffer: compare with the rows themselves
+    from user_dir.tasks.student_task import _label_ids
+
+    task = task_for(data_bin)
+    ds = task._load_indexed("label", "train", task.label_dictionary, False)
+    rows = np.arange(len(ds))
+    loop = np.array([int(ds[i][0]) for i in rows])
+    assert np.array_equal(_label_ids(ds, rows, 4, 6), (loop < 4) | (loop >= 6))
+    assert not _label_ids(ds, rows, 4, 6).any() and _label_ids(ds, rows, 5, 6).any()
+
+
+def test_a_checkpoints_data_bin_is_fingerprinted(data_bin, tmp_path):
+    """A checkpoint loaded with a data-bin it was not trained on is refused, naming the file."""
+    trained = task_for(data_bin)
+    fp = json.loads(trained.cfg.data_fingerprint)
+    assert set(fp) == {"input0/dict.txt", "label/dict.txt", "input0/ngrams.json"}
+
+    def reload(path):
+        return task_for(path, data_fingerprint=trained.cfg.data_fingerprint)
+
+    reload(data_bin)  # its own data-bin loads
+    other = tmp_path / "other"
+    # a vocabulary of the same size from another corpus (other counts, other order)
+    shutil.copytree(data_bin, other)
+    lines = (other / "input0" / "dict.txt").read_text().splitlines()
+    (other / "input0" / "dict.txt").write_text("\n".join(lines[1:] + lines[:1]) + "\n")
+    with pytest.raises(ValueError, match=r"other/input0/dict.txt is not the one this checkpoint"):
+        reload(other)
+    # the same classes in the other order rename the columns
+    shutil.rmtree(other)
+    shutil.copytree(data_bin, other)
+    (other / "label" / "dict.txt").write_text("1 0\n0 0\n")
+    with pytest.raises(ValueError, match=r"other/label/dict.txt is not .*class order differs"):
+        reload(other)
+    # another tokenizer or n-gram range changes the features of a text
+    shutil.rmtree(other)
+    shutil.copytree(data_bin, other)
+    settings = json.loads((other / "input0" / "ngrams.json").read_text())
+    settings["ngram_range"] = [1, 2]
+    (other / "input0" / "ngrams.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"other/input0/ngrams.json is not .*n-gram range"):
+        reload(other)
+
+
+def test_ngram_settings_of_another_vocabulary_are_refused(data_bin):
+    settings = json.loads((data_bin / "input0" / "ngrams.json").read_text())
+    settings["num_features"] += 1
+    (data_bin / "input0" / "ngrams.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"ngrams.json describes .* features but .*dict.txt has"):
+        task_for(data_bin)
+
+
+def test_missing_class_order_file_needs_the_flag(data_bin):
+    (data_bin / "distill" / "train.json").unlink()
+    with pytest.raises(ValueError, match="train.json not found"):
+        task_for(data_bin).load_dataset("train")
+    task_for(data_bin, classes_from_label_dict=True).load_dataset("train")

@@ -64,5 +64,23 @@ def test_refuses_other_class_order(tmp_path, caplog):
     with pytest.raises(ValueError, match=r"train.json says the columns .* are classes \['1', '0'\]"):
         load_teacher_targets(path, 3, 2, ["0", "1"])
     (tmp_path / "train.json").unlink()
-    load_teacher_targets(path, 3, 2, ["0", "1"])
-    assert "cannot check" in caplog.text
+    # without the class-order file the columns could be swapped: refused unless the user says so
+    with pytest.raises(ValueError, match=r"train.json not found: .*--classes-from-label-dict"):
+        load_teacher_targets(path, 3, 2, ["0", "1"])
+    load_teacher_targets(path, 3, 2, ["0", "1"], require_class_order=False)
+    assert "taking the columns of" in caplog.text
+
+
+@pytest.mark.parametrize("recorded", ['{"classes": null}', '["0", "1"]', '{"classes": [["0"], "1"]}', "{"])
+def test_refuses_a_malformed_class_order_file(tmp_path, recorded):
+    path = make(tmp_path, np.zeros((3, 2), np.float32))
+    (tmp_path / "train.json").write_text(recorded)
+    with pytest.raises(ValueError, match="train.json: not a class-order file"):
+        load_teacher_targets(path, 3, 2, ["0", "1"])
+
+
+def test_refuses_absurd_logits(tmp_path):
+    # finite, but softmax of them overflows: loss nan without a word before
+    path = make(tmp_path, np.array([[0.5, -0.5], [3e38, -3e38], [1.0, 2.0]], np.float32))
+    with pytest.raises(ValueError, match=r"row 1 \(example 2 of .*absurd"):
+        load_teacher_targets(path, 3, 2, ["0", "1"])

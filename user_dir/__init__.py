@@ -5,6 +5,7 @@ the tasks, models, criterions, optimizers and encoders below.
 """
 
 import argparse
+import logging
 
 import torch
 
@@ -12,5 +13,8 @@ import torch
 # argparse.Namespace; torch >= 2.6 loads checkpoints with weights_only=True and
 # refuses it. A Namespace is a plain attribute container: safe to allow.
 torch.serialization.add_safe_globals([argparse.Namespace])
+
+# fairseq's speech task logs a tensorboardX notice at import: noise in every tool's output
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 from . import criterions, encoders, models, optim, tasks  # noqa: E402,F401  (registration)

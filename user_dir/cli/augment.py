@@ -7,7 +7,7 @@ from . import run_main
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from ..data.augment import STRATEGIES, AugmentConfig
+    from ..preprocess.augment import STRATEGIES, AugmentConfig
 
     d = AugmentConfig()
     p = argparse.ArgumentParser(
@@ -52,7 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    from ..data.augment import AugmentConfig, augment_file
+    from ..preprocess.augment import AugmentConfig, augment_file
 
     args = get_parser().parse_args(argv)
     cfg = AugmentConfig(

@@ -30,9 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import os
 
-    from ..encoders.files import build_bpe, encode_file, train_sentencepiece
+    from ..fileio import check_input_file, check_output_path
+    from ..preprocess.bpe_files import build_bpe, encode_file, train_sentencepiece
 
     args = get_parser().parse_args(argv)
+    check_input_file(args.input)  # before training a model on it
+    check_output_path(args.output)
     if (args.bpe == "sentencepiece" and args.sentencepiece_vocab_size and args.sentencepiece_model
             and not os.path.exists(args.sentencepiece_model)):
         train_sentencepiece([args.input], args.sentencepiece_model, args.sentencepiece_vocab_size)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ..data.ngrams import extract_ngrams
+from ..preprocess.ngrams import extract_ngrams
 from . import run_main
 
 

@@ -11,27 +11,30 @@ from . import setup_logging
 
 
 def components():
-    """(kind, registered names, dataclass) of the plugin's components."""
-    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
-    from fairseq.models import MODEL_DATACLASS_REGISTRY
-    from fairseq.optim import OPTIMIZER_DATACLASS_REGISTRY
-    from fairseq.tasks import TASK_DATACLASS_REGISTRY
+    """(kind, registered names, dataclass) of every component this plugin registers.
+
+    Read from fairseq's registries: whatever a module of ``user_dir`` registers
+    with a dataclass is listed, nothing is named here.
+    """
+    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from fairseq.optim import OPTIMIZER_DATACLASS_REGISTRY, OPTIMIZER_REGISTRY
+    from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
 
     import user_dir  # noqa: F401  (registration)
 
-    names = {
-        "task": (TASK_DATACLASS_REGISTRY, ["feature_based_sentence_prediction",
-                                            "feature_based_sentence_pair_prediction", "glue_distillation"]),
-        "model": (MODEL_DATACLASS_REGISTRY, ["feature_based_linear_model",
-                                              "feature_based_linear_biencoder_model",
-                                              "bilstm_classifier", "bilstm_siamese_classifier"]),
-        "criterion": (CRITERION_DATACLASS_REGISTRY, ["distillation"]),
-        "optimizer": (OPTIMIZER_DATACLASS_REGISTRY, ["mixed_adam"]),
+    registries = {
+        "task": (TASK_REGISTRY, TASK_DATACLASS_REGISTRY),
+        "model": (MODEL_REGISTRY, MODEL_DATACLASS_REGISTRY),
+        "criterion": (CRITERION_REGISTRY, CRITERION_DATACLASS_REGISTRY),
+        "optimizer": (OPTIMIZER_REGISTRY, OPTIMIZER_DATACLASS_REGISTRY),
     }
     found = []
-    for kind, (registry, ns) in names.items():
-        for dc in dict.fromkeys(registry[n] for n in ns):  # components sharing a config: one entry
-            found.append((kind, [n for n in ns if registry[n] is dc], dc))
+    for kind, (classes, dataclasses) in registries.items():
+        ours = [n for n, c in classes.items()
+                if c.__module__.split(".")[0] == user_dir.__name__ and n in dataclasses]
+        for dc in dict.fromkeys(dataclasses[n] for n in ours):  # components sharing a config: one entry
+            found.append((kind, [n for n in ours if dataclasses[n] is dc], dc))
     return found
 
 

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ..data.ngrams import TOKENIZERS, build_vocab
+from ..preprocess.ngrams import TOKENIZERS, write_vocab
 from . import run_main
 
 
@@ -31,9 +31,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    vocab = build_vocab(args.input, args.max_features, args.ngram_range, args.tokenizer,
-                        args.workers, args.max_ngrams_in_memory)
-    vocab.save(args.output)
+    write_vocab(args.input, args.output, args.max_features, args.ngram_range, args.tokenizer,
+                args.workers, args.max_ngrams_in_memory)
 
 
 def cli_main() -> None:

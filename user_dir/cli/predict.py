@@ -11,7 +11,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="distill-predict",
         description="Classify raw text (one example per line) or TSV with a trained student (DAN "
-        "or BiLSTM). Prints a JSON summary (examples, speed; accuracy, and F1 of the second class "
+        "or BiLSTM). Prints a JSON summary (examples, speed and device; accuracy, and F1 of the second class "
         "for two classes, when labels are given).",
     )
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint, e.g. checkpoints/checkpoint_best.pt")
@@ -29,21 +29,32 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["tsv", "jsonl"], default="tsv",
                    help="tsv: label and one probability column per class; jsonl: one object per line")
     p.add_argument("--batch-size", type=int, default=1024, metavar="N")
-    p.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is present")
+    p.add_argument("--device", default=None, metavar="D",
+                   help="cpu (default: speeds comparable with CPU baselines), auto (CUDA when available), "
+                        "cuda or cuda:N")
+    p.add_argument("--cpu", action="store_true", help="same as --device cpu (the default)")
     return p
 
 
 def main(argv=None) -> dict:
-    import torch
-
-    from ..models.hub_interface import StudentHubInterface
-    from ..predict import guess_format, predict_file
+    from ..fileio import check_input_file, check_output_path
+    from ..inference.hub_interface import StudentHubInterface, resolve_device
+    from ..inference.predict import guess_format, predict_file
 
     args = get_parser().parse_args(argv)
+    if args.cpu and args.device not in (None, "cpu"):
+        raise ValueError(f"--cpu contradicts --device {args.device}")
+    # everything that can be refused is, before the model loads
+    device = resolve_device(args.device or "cpu")
+    check_input_file(args.input)
+    if args.output:
+        check_output_path(args.output)
+    check_input_file(args.checkpoint, "checkpoint")
+    if not os.path.isdir(args.data_bin):
+        raise FileNotFoundError(f"--data-bin directory not found: {args.data_bin}")
     hub = StudentHubInterface.from_pretrained(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                          os.path.abspath(args.checkpoint), os.path.abspath(args.data_bin))
-    if torch.cuda.is_available() and not args.cpu:
-        hub.cuda()
+                                              os.path.abspath(args.checkpoint), os.path.abspath(args.data_bin),
+                                              device=device)
     result = predict_file(hub, args.input, args.output, args.input_format or guess_format(args.input),
                           args.text_column, args.label_column, args.header, args.output_format,
                           args.batch_size)

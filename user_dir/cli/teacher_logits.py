@@ -11,7 +11,7 @@ def get_parser() -> argparse.ArgumentParser:
         prog="distill-teacher-logits",
         description="Run a fine-tuned fairseq classifier (sentence_prediction) over raw text or TSV "
         "and write FILE.npy [N, C] (row i = example i) plus FILE.json (class order). Sharded over "
-        "workers with submitit, resumable after a kill, atomic output, GPU when present.",
+        "workers with submitit, resumable after a kill, atomic output, GPU when present (--device).",
     )
     p.add_argument("--checkpoint-dir", required=True, metavar="DIR",
                    help="teacher directory: the checkpoint, and input0/ label/ dictionaries unless the "
@@ -25,20 +25,33 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--header", action="store_true", help="skip the first line")
     p.add_argument("--batch-tokens", type=int, default=8192, metavar="N",
                    help="padded tokens per batch (default: 8192)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs at a time (default: 1, in-process)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="jobs, each loading the teacher once for a contiguous range of shards (default: 1, "
+                        "in-process); local jobs share the visible GPUs, or the CPU cores")
     p.add_argument("--cluster", choices=["local", "slurm"], default="local",
                    help="submitit executor for --workers > 1 (default: local processes)")
     p.add_argument("--slurm-partition", default=None, metavar="P")
+    p.add_argument("--device", default="auto", metavar="D",
+                   help="auto (default: CUDA when available), cpu, cuda or cuda:N; with local --workers, "
+                        "auto and cuda put job j on GPU j modulo the GPU count; with SLURM, cuda asks one "
+                        "GPU per job")
+    p.add_argument("--shard-bytes", type=int, default=8 << 20, metavar="N",
+                   help="input bytes per shard (default: 8 MiB), the unit of resume and of the work split "
+                        "between --workers; results do not depend on --workers")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads per job (default: all cores in-process, cores / workers with --workers); "
+                        "CPU logits differ by about 1e-7 between thread counts, not between worker counts")
     return p
 
 
 def main(argv=None) -> dict:
-    from ..teacher import teacher_logits_file
+    from ..preprocess.teacher_logits import teacher_logits_file
 
     args = get_parser().parse_args(argv)
     result = teacher_logits_file(args.checkpoint_dir, args.input, args.output, args.input_format,
                                  args.text_column, args.header, args.checkpoint_file, args.batch_tokens,
-                                 args.workers, args.cluster, args.slurm_partition)
+                                 args.workers, args.cluster, args.slurm_partition, args.shard_bytes,
+                                 args.device, args.threads)
     print(json.dumps(result))
     return result
 

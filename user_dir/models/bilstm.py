@@ -1,6 +1,7 @@
 """The D-BERT student (Tang et al. 2019): a one-layer BiLSTM over tokens.
 
-embedding -> BiLSTM -> the concatenated final
+embedding -> BiLSTM (``--lstm-layers`` stacks more, each reading both
+directions of the one below) -> the concatenated final
 states of both directions (``--pooling final``, the paper's single-sentence
 model) or a max over time with padding masked (``--pooling max``) ->
 dropout -> fc -> ReLU -> dropout -> fc.  ``bilstm_siamese_classifier``
@@ -57,6 +58,10 @@ class BiLSTMClassifierConfig(FairseqDataclass):
     freeze_embed: bool = field(default=False, metadata={"help": "keep the embeddings fixed"})
     sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
     optimizer_name: Optional[str] = II("optimizer._name")
+    fp16: bool = II("common.fp16")
+    bf16: bool = II("common.bf16")
+    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 def reverse_within_length(x, lengths):
@@ -74,7 +79,8 @@ class BiLSTMEncoder(FairseqEncoder):
     the backward one over each text reversed within its length: with right
     padding, no valid position ever sees a pad, so the result equals a
     packed bidirectional LSTM (tested) while running the dense kernel, about
-    5x faster on CPU than ``pack_padded_sequence``.
+    5x faster on CPU than ``pack_padded_sequence``.  Stacked layers likewise
+    equal a packed ``nn.LSTM(bidirectional=True, num_layers=N)``.
     """
 
     def __init__(self, cfg, dictionary):
@@ -87,28 +93,46 @@ class BiLSTMEncoder(FairseqEncoder):
             self.embed_tokens.weight[self.padding_idx].zero_()
         self.dropout_in = nn.Dropout(cfg.dropout_in)
         self.dropout_out = nn.Dropout(cfg.dropout_out)
-        args = dict(input_size=cfg.encoder_embed_dim, hidden_size=cfg.lstm_hidden_size,
-                    num_layers=cfg.lstm_layers, batch_first=True,
-                    dropout=cfg.dropout_out if cfg.lstm_layers > 1 else 0.0)
-        self.forward_lstm = nn.LSTM(**args)
-        self.backward_lstm = nn.LSTM(**args)
+        H = cfg.lstm_hidden_size
+        # layer 0 keeps the names of the one-layer model, so its checkpoints load unchanged
+        self.forward_lstm = nn.LSTM(cfg.encoder_embed_dim, H, batch_first=True)
+        self.backward_lstm = nn.LSTM(cfg.encoder_embed_dim, H, batch_first=True)
+        # layers 1.. read both directions of the layer below, [fwd, bwd] (2H)
+        self.forward_upper = nn.ModuleList(nn.LSTM(2 * H, H, batch_first=True) for _ in range(cfg.lstm_layers - 1))
+        self.backward_upper = nn.ModuleList(nn.LSTM(2 * H, H, batch_first=True) for _ in range(cfg.lstm_layers - 1))
+        self.dropout_between = nn.Dropout(cfg.dropout_out)  # as nn.LSTM's dropout between layers
         self.output_dim = 2 * cfg.lstm_hidden_size
+
+    def lstm_outputs(self, x, lengths):
+        """Embedded [B, T, E] -> the last layer's outputs [B, T, 2H] (in text order; junk past each
+        length) and its final states [B, 2H] (forward after the last token, backward after the first)."""
+        fwd, _ = self.forward_lstm(x)
+        bwd, _ = self.backward_lstm(reverse_within_length(x, lengths))  # bwd stays in reversed order
+        for forward_lstm, backward_lstm in zip(self.forward_upper, self.backward_upper):
+            below = self.dropout_between(torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1))
+            fwd, _ = forward_lstm(below)
+            bwd, _ = backward_lstm(reverse_within_length(below, lengths))
+        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, fwd.size(2))
+        final = torch.cat([fwd.gather(1, last).squeeze(1), bwd.gather(1, last).squeeze(1)], dim=-1)
+        return torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1), final
 
     def forward(self, src_tokens, src_lengths=None, **unused):
         pad_mask = src_tokens.eq(self.padding_idx)
         if src_lengths is None:
             src_lengths = (~pad_mask).sum(dim=1)
         lengths = src_lengths.clamp(min=1)
-        x = self.dropout_in(self.embed_tokens(src_tokens))
-        fwd, _ = self.forward_lstm(x)
-        bwd, _ = self.backward_lstm(reverse_within_length(x, lengths))
+        out, final = self.lstm_outputs(self.dropout_in(self.embed_tokens(src_tokens)), lengths)
         if self.pooling == "final":
-            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, fwd.size(2))
-            h = torch.cat([fwd.gather(1, last).squeeze(1), bwd.gather(1, last).squeeze(1)], dim=-1)
-            return self.dropout_out(h)
-        out = torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1)
+            return self.dropout_out(final)
         out = self.dropout_out(out).masked_fill(pad_mask.unsqueeze(-1), float("-inf"))
         return out.max(dim=1).values
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        prefix = f"{name}." if name else ""
+        if f"{prefix}forward_lstm.weight_ih_l1" in state_dict:
+            raise ValueError("this checkpoint's --lstm-layers > 1 model is two one-way stacks (the model "
+                             "before layers were bidirectional); retrain it")
+        return state_dict
 
 
 @register_model("bilstm_classifier", dataclass=BiLSTMClassifierConfig)
@@ -125,7 +149,7 @@ class BiLSTMClassifier(PooledClassifierModel):
         encoder = BiLSTMEncoder(cfg, task.source_dictionary)
         # a step then updates only the rows of the batch's tokens (mixed_adam), not all 30k
         mark_sparse(encoder.embed_tokens, use_sparse_embedding(cfg) and not cfg.freeze_embed)
-        if cfg.embed_init and not getattr(task, "loading_checkpoint", False):
+        if cfg.embed_init:
             init_by_symbol(encoder.embed_tokens, task.source_dictionary, cfg.embed_init)
         if cfg.freeze_embed:
             encoder.embed_tokens.weight.requires_grad_(False)

@@ -8,6 +8,8 @@ registered by name, as in fairseq's RoBERTa, so the ``distillation`` and
 a checkpoint with another dictionary or class count is refused clearly.
 """
 
+import logging
+
 import torch
 import torch.nn as nn
 from fairseq import utils
@@ -18,14 +20,50 @@ from fairseq.models import FairseqEncoderModel
 SPARSE_OPTIMIZERS = ("mixed_adam", "sgd")
 SPARSE_CHOICES = ChoiceEnum(["auto", "yes", "no"])
 SPARSE_HELP = ("sparse gradients for the embedding table; auto: yes with --optimizer mixed_adam or sgd, "
-               "no otherwise")
+               "no otherwise and in distributed runs; refused with --fp16/--bf16")
 
 
 def use_sparse_embedding(cfg) -> bool:
-    """``--sparse-embedding``: auto means whatever the optimizer accepts."""
-    if cfg.sparse_embedding == "auto":
-        return cfg.optimizer_name in SPARSE_OPTIMIZERS
-    return cfg.sparse_embedding == "yes"
+    """``--sparse-embedding``: auto means whatever the optimizer and the run allow.
+
+    Two setups cannot carry sparse gradients, and fail deep inside fairseq if
+    they meet one: half precision (fairseq's fp16 optimizers flatten or copy
+    every gradient as dense) and distributed training (NCCL has no sparse
+    all-reduce; fairseq's legacy DDP views every gradient as dense).  ``auto``
+    then means a dense table; ``yes`` is refused, naming the flag.
+    """
+    # --memory-efficient-fp16 sets fp16 too: named first. A config built outside fairseq-train holds "${common.fp16}"-style strings here: not set
+    world = cfg.distributed_world_size if isinstance(getattr(cfg, "distributed_world_size", None), int) else 1
+    half = [flag for flag, name in (("--memory-efficient-fp16", "memory_efficient_fp16"),
+                                    ("--fp16", "fp16"), ("--bf16", "bf16"))
+            if getattr(cfg, name, False) is True]
+    if cfg.sparse_embedding == "no":
+        return False
+    if cfg.sparse_embedding == "yes" or cfg.optimizer_name in SPARSE_OPTIMIZERS:
+        if half:
+            raise ValueError(
+                f"{half[0]} cannot train a sparse embedding table (fairseq's half-precision optimizers "
+                f"treat every gradient as dense): drop {half[0]} to train in fp32, or pass "
+                f"--sparse-embedding no with a dense optimizer (e.g. --optimizer adam)")
+        if world > 1:
+            if cfg.sparse_embedding == "yes":
+                raise ValueError(
+                    f"--sparse-embedding yes with --distributed-world-size {world}: distributed training "
+                    f"all-reduces dense gradients only; use --sparse-embedding auto or no (a dense table)")
+            _log_once(f"--distributed-world-size {world}: the embedding table gets dense gradients "
+                      f"(no sparse all-reduce)")
+            return False
+        return True
+    return False
+
+
+_logged = set()
+
+
+def _log_once(message: str) -> None:
+    if message not in _logged:
+        _logged.add(message)
+        logging.getLogger(__name__).info(message)
 
 
 def mark_sparse(embedding: nn.Embedding, sparse: bool) -> None:
@@ -142,7 +180,7 @@ class PooledClassifierModel(FairseqEncoderModel):
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
                         data_name_or_path=".", **kwargs):
         """Load a trained student for raw-text prediction (see hub_interface)."""
-        from .hub_interface import StudentHubInterface
+        from ..inference.hub_interface import StudentHubInterface
 
         return StudentHubInterface.from_pretrained(model_name_or_path, checkpoint_file,
                                                    data_name_or_path, **kwargs)

@@ -21,7 +21,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoder, register_model, register_model_architecture
 from omegaconf import II
 
-from ..data.ngrams import JOINER
+from ..preprocess.ngrams import JOINER
 from .classifier import (
     SPARSE_CHOICES,
     SPARSE_HELP,
@@ -60,6 +60,10 @@ class FeatureBasedLinearModelConfig(FairseqDataclass):
     )
     max_positions: int = II("task.max_positions")
     optimizer_name: Optional[str] = II("optimizer._name")
+    fp16: bool = II("common.fp16")
+    bf16: bool = II("common.bf16")
+    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 class AttentivePooling(nn.Module):
@@ -186,7 +190,7 @@ class FeatureBasedLinearModel(PooledClassifierModel):
         logger.info("feature embedding: %d x %d, sparse gradients: %s",
                     len(task.source_dictionary), cfg.encoder_embed_dim, sparse)
         encoder = DANEncoder(cfg, task.source_dictionary, sparse)
-        if cfg.embed_init and not getattr(task, "loading_checkpoint", False):
+        if cfg.embed_init:
             init_ngrams(encoder.embed_tokens, task.source_dictionary, cfg.embed_init, JOINER)
         return cls(cfg, encoder)
 

@@ -21,6 +21,7 @@ Rules:
 * no ``--fp16``/``--bf16``: the sparse table and its moments stay float32.
 """
 
+import ast
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -49,14 +50,20 @@ def is_sparse_param(p: torch.nn.Parameter) -> bool:
 
 
 class MixedAdam(torch.optim.Optimizer):
-    """Routes parameter groups to AdamW (dense) and SparseAdam (sparse)."""
+    """Routes parameters to AdamW (dense) and SparseAdam (sparse).
+
+    The two parts own groups and state; ``param_groups`` and ``state`` are live
+    views of theirs (a part's ``load_state_dict`` replaces its group dicts), so
+    an lr the scheduler sets always reaches both.
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        # Deliberately no Optimizer.__init__: the two parts own groups and state.
         params = list(params)
         if params and isinstance(params[0], dict):
             params = [p for group in params for p in group["params"]]
-        self.defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        # torch's own set-up first (hooks, profiling names); the parts do not exist yet, so
+        # its groups go nowhere (see param_groups)
+        super().__init__([{"params": params}], dict(lr=lr, betas=betas, eps=eps))
         dense = [p for p in params if not is_sparse_param(p)]
         sparse = [p for p in params if is_sparse_param(p)]
         self.dense = torch.optim.AdamW(dense, lr=lr, betas=betas, eps=eps,
@@ -65,11 +72,15 @@ class MixedAdam(torch.optim.Optimizer):
 
     @property
     def parts(self):
-        return [(name, opt) for name, opt in (("dense", self.dense), ("sparse", self.sparse)) if opt is not None]
+        return [(name, opt) for name in ("dense", "sparse") if (opt := self.__dict__.get(name)) is not None]
 
     @property
     def param_groups(self):
         return [g for _, opt in self.parts for g in opt.param_groups]
+
+    @param_groups.setter
+    def param_groups(self, value):
+        pass  # Optimizer.__init__ assigns a list of its own; the parts keep the real groups
 
     @property
     def state(self):
@@ -77,6 +88,10 @@ class MixedAdam(torch.optim.Optimizer):
         for _, opt in self.parts:
             merged.update(opt.state)
         return merged
+
+    @state.setter
+    def state(self, value):
+        pass  # likewise for the state
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -103,12 +118,6 @@ class MixedAdam(torch.optim.Optimizer):
         for name, opt in self.parts:
             opt.load_state_dict(state_dict[name])
 
-    def __getstate__(self):
-        return {"defaults": self.defaults, "dense": self.dense, "sparse": self.sparse}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
     def __repr__(self):
         return f"MixedAdam(dense={self.dense!r}, sparse={self.sparse!r})"
 
@@ -128,15 +137,15 @@ class FairseqMixedAdam(FairseqOptimizer):
     def optimizer_config(self):
         lr = self.cfg.lr[0] if isinstance(self.cfg.lr, Collection) else self.cfg.lr
         betas = self.cfg.adam_betas
-        betas = tuple(eval(betas)) if isinstance(betas, str) else tuple(betas)
+        betas = tuple(ast.literal_eval(betas)) if isinstance(betas, str) else tuple(betas)
         return {"lr": lr, "betas": betas, "eps": self.cfg.adam_eps, "weight_decay": self.cfg.weight_decay}
 
     def multiply_grads(self, c):
+        # fairseq's version scales p.grad.data, a detached copy for sparse gradients: the
+        # sparse table's gradient would keep its scale
         for p in self.params:
             if p.grad is not None:
-                if torch.is_tensor(c):
-                    c = c.to(p.grad.device)
-                p.grad.mul_(c)
+                p.grad.mul_(c.to(p.grad.device) if torch.is_tensor(c) else c)
 
     def clip_grad_norm(self, max_norm, aggregate_norm_fn=None):
         norms = []

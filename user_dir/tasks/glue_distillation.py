@@ -21,15 +21,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from fairseq.data import TruncateDataset
+import torch
+from fairseq.data import TruncateDataset, encoders
 from fairseq.tasks import register_task
 
-from .feature_based_sentence_prediction import (
-    FeatureBasedSentencePredictionTask,
-    StudentTaskConfig,
-    _load_dictionary,
-    label_classes,
-)
+from .student_task import StudentTask, StudentTaskConfig
 
 logger = logging.getLogger(__name__)
 
@@ -42,33 +38,47 @@ class GlueDistillationConfig(StudentTaskConfig):
 
 
 @register_task("glue_distillation", dataclass=GlueDistillationConfig)
-class GlueDistillationTask(FeatureBasedSentencePredictionTask):
+class GlueDistillationTask(StudentTask):
     """Classify a text, or a pair (when ``DATA/input1`` exists), from its BPE tokens."""
 
     token_inputs = True
 
-    def __init__(self, cfg, data_dictionary, label_dictionary, classes, pairs: bool):
+    def __init__(self, cfg, data_dictionary, label_dictionary, classes, pairs: bool = False):
         super().__init__(cfg, data_dictionary, label_dictionary, classes)
         self.input_keys = ("input0", "input1") if pairs else ("input0",)
+        self.bpe = None
 
     @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        if cfg.num_classes <= 0:
-            raise ValueError("set --num-classes")
-        data_dict = _load_dictionary(os.path.join(cfg.data, "input0", "dict.txt"))
-        logger.info("[input] dictionary: %d types", len(data_dict))
+    def setup_inputs(cls, cfg, data_dict) -> dict:
         pairs = os.path.isdir(os.path.join(cfg.data, "input1"))
         if pairs:
-            other = _load_dictionary(os.path.join(cfg.data, "input1", "dict.txt"))
+            other = cls.load_dictionary(os.path.join(cfg.data, "input1", "dict.txt"))
             if other.symbols != data_dict.symbols:
                 raise ValueError(f"{cfg.data}/input1/dict.txt differs from input0/dict.txt: binarize "
                                  f"both sides with the same --srcdict")
-        label_path = os.path.join(cfg.data, "label", "dict.txt")
-        label_dict = _load_dictionary(label_path)
-        classes = label_classes(label_dict, cfg.num_classes, label_path)
-        logger.info("[label] classes: %s; %s", classes, "sentence pairs" if pairs else "single texts")
-        return cls(cfg, data_dict, label_dict, classes, pairs)
+        logger.info("inputs: %s", "sentence pairs" if pairs else "single texts")
+        return {"pairs": pairs}
 
-    def _prepare_input(self, dataset, is_train: bool):
+    def prepare_input(self, dataset, is_train: bool):
         # the </s> of fairseq-preprocess stays: every text has at least one token
         return TruncateDataset(dataset, self.cfg.max_positions)
+
+    def set_bpe(self, bpe_cfg) -> None:
+        """The BPE applied before fairseq-preprocess (saved with the checkpoint as --bpe)."""
+        self.bpe = encoders.build_bpe(bpe_cfg)
+        if self.bpe is None:
+            raise ValueError("the checkpoint was trained without --bpe, so raw text cannot be "
+                             "tokenized as its data-bin was: retrain with --bpe wordpiece or "
+                             "--bpe sentencepiece (the encoding used before fairseq-preprocess)")
+
+    def encode_texts(self, texts):
+        if self.bpe is None:
+            raise ValueError("set_bpe() first: raw text needs the BPE the data-bin was encoded with")
+        d = self.source_dictionary
+        encoded = self.bpe.encode_batch(texts) if hasattr(self.bpe, "encode_batch") \
+            else [self.bpe.encode(t) for t in texts]
+        limit = self.cfg.max_positions
+        return [d.encode_line(x, append_eos=True, add_if_not_exist=False).long()[:limit] for x in encoded]
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        return self.encode_texts([text])[0]

@@ -1,6 +1,8 @@
 """N-gram features for the sparse-distillation DAN.
 
-Tokenizers (``--tokenizer``), applied after U+2581 is turned into a space:
+Tokenizers (``--tokenizer``), applied after U+2581 and control characters
+(Unicode category Cc: NUL, ESC, DEL, C1 codes...) are turned into spaces, as
+other whitespace is, so that they are never features nor parts of one:
 
 * ``default``: lower-cased words with inner apostrophes kept (``don't``,
   ``n't``, ``'s``) and every other non-space symbol as its own token, so
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from functools import lru_cache
 from itertools import chain
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -45,16 +48,21 @@ from .ngram_table import (
     token_ids_of,
     unpack,
 )
+from ..fileio import (
+    atomic_output,
+    check_input_file,
+    check_output_path,
+    prepare_work_dir,
+    remove_work_dir,
+)
 from .text_io import (
     DecodeReport,
-    atomic_output,
     count_lines,
     find_offsets,
     iter_lines,
     map_chunks,
-    prepare_work_dir,
+    output_job,
     progress_callback,
-    remove_work_dir,
     warn_bad_utf8,
 )
 
@@ -64,6 +72,10 @@ JOINER = "\u2581"
 VOCAB_FORMAT = "distill-ngram-vocab/1"
 # fairseq's own symbols: a feature with one of these names would clash in dict.txt
 FAIRSEQ_SPECIALS = frozenset(["<s>", "<pad>", "</s>", "<unk>"])
+
+# control characters that are not whitespace already (Cc is closed: all below U+00A0)
+_CONTROL = re.compile("[%s]" % re.escape("".join(
+    chr(c) for c in range(0xA0) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace())))
 
 # name -> (token pattern, lower-case first)
 _TOKEN_PATTERNS = {
@@ -82,6 +94,8 @@ class _Tokenizer:
 
     def _prepare(self, text: str) -> str:
         text = text.replace(JOINER, " ")
+        if not text.isprintable():  # cheap test; most lines have no control character
+            text = _CONTROL.sub(" ", text)
         return text.lower() if self.lower else text
 
     def __call__(self, text: str) -> List[str]:
@@ -158,6 +172,9 @@ class NgramVocab:
                     raise ValueError(
                         f"{path}: line {lineno} is not 'ngram count' in UTF-8: {raw[:80]!r}"
                     ) from None
+        if not entries:
+            raise ValueError(f"vocabulary {path} is empty: it has no n-gram to extract; "
+                             f"rebuild it with distill-ngram-dict")
         if len(entries) != settings.get("num_features", len(entries)):
             raise ValueError(
                 f"{path} has {len(entries)} features but {path}.json says "
@@ -405,9 +422,10 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
     get_tokenizer(tokenizer)
     if max_features < 1:
         raise ValueError("--max-features must be at least 1")
+    if max_in_memory < 1:
+        raise ValueError("--max-ngrams-in-memory must be at least 1")
     for p in paths:
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"input file not found: {p}")
+        check_input_file(p)
     tasks, total = _chunk_tasks(paths, workers)
     results = map_chunks(
         _count_chunk, [t + (tokenizer, lo, hi, max_in_memory) for t in tasks],
@@ -432,6 +450,13 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
     num_lines = sum(r[4] for r in results)
     _warn_bad_lines(tasks, [(r[4], r[5]) for r in results])
     distinct = len(rows)
+    if not distinct:  # a 0-line dict.txt would only fail later, far from the cause
+        names = ", ".join(paths)
+        if pruned_below:
+            raise ValueError(f"no n-gram of {names} survived pruning: --max-ngrams-in-memory "
+                             f"{max_in_memory} is too small; raise it")
+        raise ValueError(f"no n-grams in {names}: the input is empty or has no "
+                         f"{tokenizer!r} tokens")
     entries = _select_top(rows, counts, list(index), max_features)
     if pruned_below:
         logger.warning(
@@ -443,6 +468,26 @@ def build_vocab(paths: Sequence[str], max_features: int, ngram_range: Sequence[i
     meta = {"max_features": max_features, "num_lines": num_lines,
             "pruned_below": pruned_below, "inputs": [os.path.basename(p) for p in paths]}
     return NgramVocab(entries, tokenizer, (lo, hi), meta)
+
+
+def write_vocab(paths: Sequence[str], output_path: str, max_features: int,
+                ngram_range: Sequence[int] = (1, 4), tokenizer: str = "default", workers: int = 1,
+                max_in_memory: int = 5_000_000) -> NgramVocab:
+    """:func:`build_vocab`, saved to ``output_path`` and its ``.json``, one run at a time."""
+    for p in paths:
+        check_input_file(p)
+    for p in (output_path, output_path + ".json"):
+        check_output_path(p)
+    # OUTPUT.parts only holds the lock: the two files of a vocabulary never come
+    # from two different runs
+    parts_dir = output_path + ".parts"
+    with output_job([output_path, output_path + ".json"], parts_dir):
+        try:
+            vocab = build_vocab(paths, max_features, ngram_range, tokenizer, workers, max_in_memory)
+            vocab.save(output_path)
+        finally:
+            remove_work_dir(parts_dir)
+    return vocab
 
 
 def _warn_bad_lines(tasks, line_reports) -> None:
@@ -492,9 +537,8 @@ def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: in
             if len(batch) >= _BATCH_LINES:
                 flush(out)
         flush(out)
-    with open(part_path + ".json.tmp", "w") as f:
+    with atomic_output(part_path + ".json", "w") as f:
         json.dump({"lines": report.num_lines, "bad_lines": report.bad_lines}, f)
-    os.replace(part_path + ".json.tmp", part_path + ".json")
 
 
 def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: int = 1,
@@ -502,19 +546,29 @@ def extract_ngrams(vocab_path: str, input_path: str, output_path: str, workers: 
     """Write the in-vocabulary features of every input line, one line each.
 
     Work is split into line-aligned chunks written to ``OUTPUT.parts/``; a
-    rerun after a kill skips the finished chunks.  The output appears
-    atomically once every chunk is done and the line counts agree.
+    rerun after a kill skips the finished chunks and removes the killed run's
+    temporary files.  One run at a time: a second is refused while the first
+    holds ``OUTPUT.parts/``.  The output appears atomically once every chunk
+    is done and the line counts agree.
     Returns the number of lines written.
     """
-    if not os.path.isfile(vocab_path):
-        raise FileNotFoundError(f"vocabulary not found: {vocab_path} (made by distill-ngram-dict)")
+    try:
+        check_input_file(vocab_path, "vocabulary")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e} (made by distill-ngram-dict)") from None
     mtime = os.path.getmtime(vocab_path)
     _vocab_featurizer(vocab_path, mtime)  # loads and checks it; forked workers inherit it
-    if not os.path.isfile(input_path):
-        raise FileNotFoundError(f"input file not found: {input_path}")
+    check_input_file(input_path)
+    check_output_path(output_path)
+    parts_dir = output_path + ".parts"
+    with output_job([output_path], parts_dir):
+        return _extract(vocab_path, mtime, input_path, output_path, parts_dir, workers, chunk_bytes)
+
+
+def _extract(vocab_path: str, mtime: float, input_path: str, output_path: str, parts_dir: str,
+             workers: int, chunk_bytes: int) -> int:
     size = os.path.getsize(input_path)
     offsets = find_offsets(input_path, max(workers, size // chunk_bytes + 1))
-    parts_dir = output_path + ".parts"
     manifest = {
         "input": os.path.abspath(input_path), "size": size,
         "mtime": os.path.getmtime(input_path), "vocab": os.path.abspath(vocab_path),

