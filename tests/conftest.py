@@ -119,21 +119,28 @@ def imported_teacher(minilm, tmp_path_factory):
     return out
 
 
+def wordpiece_data_bin(work, teacher_dir, rows):
+    """SST-2 rows ({split: [(text, label), ...]}, splits train and dev) in the teacher's WordPiece
+    tokens, binarized with its dictionary: WORK/data-bin with input0/ and label/."""
+    for split, rs in rows.items():
+        (work / f"{split}.txt").write_text("".join(r[0] + "\n" for r in rs))
+        (work / f"{split}.label").write_text("".join(r[1] + "\n" for r in rs))
+        run(["distill-bpe-encode", "--wordpiece-vocab", teacher_dir / "tokenizer.json",
+             "--input", work / f"{split}.txt", "--output", work / f"{split}.bpe"])
+    data = work / "data-bin"
+    run(["fairseq-preprocess", "--only-source", "--srcdict", teacher_dir / "dict.txt", "--trainpref",
+         work / "train.bpe", "--validpref", work / "dev.bpe", "--destdir", data / "input0"])
+    run(["fairseq-preprocess", "--only-source", "--srcdict", REPO / "data-bin-templates" / "sst2-binary" / "label" /
+         "dict.txt", "--trainpref", work / "train.label", "--validpref", work / "dev.label", "--destdir", data / "label"])
+    return data
+
+
 @pytest.fixture(scope="session")
 def finetuned_teacher(imported_teacher, glue, tmp_path_factory):
     """The imported MiniLM fine-tuned for a few updates with fairseq's sentence_prediction."""
     work = tmp_path_factory.mktemp("finetune")
     rows = {"train": read_tsv(glue / "SST-2" / "train.tsv")[:320], "dev": read_tsv(glue / "SST-2" / "dev.tsv")[:64]}
-    for split, rs in rows.items():
-        (work / f"{split}.txt").write_text("".join(r[0] + "\n" for r in rs))
-        (work / f"{split}.label").write_text("".join(r[1] + "\n" for r in rs))
-        run(["distill-bpe-encode", "--wordpiece-vocab", imported_teacher / "tokenizer.json",
-             "--input", work / f"{split}.txt", "--output", work / f"{split}.bpe"])
-    data = work / "data-bin"
-    run(["fairseq-preprocess", "--only-source", "--srcdict", imported_teacher / "dict.txt", "--trainpref",
-         work / "train.bpe", "--validpref", work / "dev.bpe", "--destdir", data / "input0"])
-    run(["fairseq-preprocess", "--only-source", "--srcdict", REPO / "data-bin-templates" / "sst2-binary" / "label" /
-         "dict.txt", "--trainpref", work / "train.label", "--validpref", work / "dev.label", "--destdir", data / "label"])
+    data = wordpiece_data_bin(work, imported_teacher, rows)
     flags = (imported_teacher / "model-args.txt").read_text().split()
     run(["fairseq-train", data, "--user-dir", REPO / "user_dir", "--restore-file", imported_teacher / "model.pt",
          *flags, "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",

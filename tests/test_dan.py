@@ -212,3 +212,35 @@ def test_folding_is_declined_where_it_does_not_hold():
     two.register_classification_head("a", num_classes=2)
     two.register_classification_head("b", num_classes=2)
     assert not two.fold_first_layer("a")
+
+
+def test_deep_head_through_fairseq_train_and_distill_predict(sst2, tmp_path):
+    """--head-layers 3 trains through fairseq-train; distill-predict (which folds the first layer
+    into the table) scores what training's validation scored, and folding changes no prediction."""
+    import json
+    import re
+
+    import numpy as np
+
+    from conftest import TRAIN_FLAGS, run
+    from user_dir.inference.hub_interface import StudentHubInterface
+
+    save = tmp_path / "ckpt"
+    log = run(["fairseq-train", sst2["data_bin"], *TRAIN_FLAGS, "--head-layers", "3",
+               "--pooler-activation-fn", "relu", "--max-epoch", "2", "--save-dir", save,
+               "--no-epoch-checkpoints"])
+    accs = [float(a) for a in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log.stdout + log.stderr)]
+    proc = run(["distill-predict", "--checkpoint", save / "checkpoint_best.pt", "--data-bin", sst2["data_bin"],
+                "--input", sst2["work"] / "dev.txt"])
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == 872
+    labels = (sst2["work"] / "dev.label").read_text().split()
+    folded = StudentHubInterface.from_pretrained(str(save), "checkpoint_best.pt", str(sst2["data_bin"]))
+    plain = StudentHubInterface.from_pretrained(str(save), "checkpoint_best.pt", str(sst2["data_bin"]), fold=False)
+    assert folded.model.folded_head is not None and plain.model.folded_head is None
+    assert len(folded.model.classification_heads[folded.head].extra_layers) == 2
+    texts = (sst2["work"] / "dev.txt").read_text().splitlines()
+    assert np.allclose(folded.logits(texts), plain.logits(texts), atol=1e-4)
+    preds = folded.predict(texts)
+    assert preds == plain.predict(texts)
+    assert 100.0 * np.mean([p == g for p, g in zip(preds, labels)]) == pytest.approx(max(accs), abs=0.01)

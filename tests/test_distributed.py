@@ -1,5 +1,6 @@
 """Runs other than one fp32 process: distributed training, gradient accumulation, half precision."""
 
+import os
 import re
 import shutil
 import socket
@@ -22,12 +23,15 @@ def distributed(data_bin, flags, save_dir, world=2, check=True):
     """fairseq-train in ``world`` CPU processes (gloo, fairseq's legacy DDP: pytorch's DDP wants
     device ids), one per rank, as a launcher starts them; rank 0's output."""
     port = free_port()
+    # one thread per rank: two ranks of two OpenMP threads on two cores spin-wait each other
+    # into a hundredfold slowdown
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen(
         [str(BIN / "fairseq-train"), str(data_bin), *map(str, flags), "--save-dir", str(save_dir),
          "--cpu", "--distributed-backend", "gloo", "--distributed-world-size", str(world),
          "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-rank", str(rank),
          "--distributed-no-spawn", "--ddp-backend", "legacy_ddp"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(world)]
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for rank in range(world)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for rank, (p, out) in enumerate(zip(procs, outs)):
         assert (p.returncode == 0) == check, f"rank {rank} exited with {p.returncode}:\n{out[-4000:]}"
@@ -59,20 +63,10 @@ def test_sparse_table_is_refused_in_distributed_runs(sst2, tmp_path):
 
 
 def test_bilstm_trains_on_two_processes(glue, imported_teacher, tmp_path):
-    from conftest import read_tsv
+    from conftest import read_tsv, wordpiece_data_bin
 
     rows = {"train": read_tsv(glue / "SST-2" / "train.tsv")[:640], "dev": read_tsv(glue / "SST-2" / "dev.tsv")[:64]}
-    for split, rs in rows.items():
-        (tmp_path / f"{split}.txt").write_text("".join(r[0] + "\n" for r in rs))
-        (tmp_path / f"{split}.label").write_text("".join(r[1] + "\n" for r in rs))
-        run(["distill-bpe-encode", "--wordpiece-vocab", imported_teacher / "tokenizer.json",
-             "--input", tmp_path / f"{split}.txt", "--output", tmp_path / f"{split}.bpe"])
-    data = tmp_path / "bin"
-    run(["fairseq-preprocess", "--only-source", "--srcdict", imported_teacher / "dict.txt", "--trainpref",
-         tmp_path / "train.bpe", "--validpref", tmp_path / "dev.bpe", "--destdir", data / "input0"])
-    run(["fairseq-preprocess", "--only-source", "--srcdict", REPO / "data-bin-templates" / "sst2-binary" / "label" /
-         "dict.txt", "--trainpref", tmp_path / "train.label", "--validpref", tmp_path / "dev.label",
-         "--destdir", data / "label"])
+    data = wordpiece_data_bin(tmp_path, imported_teacher, rows)
     flags = ["--user-dir", REPO / "user_dir", "--task", "glue_distillation", "--num-classes", "2",
              "--arch", "bilstm_classifier", "--encoder-embed-dim", "32", "--lstm-hidden-size", "16",
              "--hidden-dim", "16", "--criterion", "distillation", "--optimizer", "mixed_adam", "--lr", "3e-3",

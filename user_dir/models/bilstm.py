@@ -30,6 +30,8 @@ from .classifier import (
     SPARSE_HELP,
     PooledClassifierModel,
     mark_sparse,
+    register_pair_arch,
+    register_pair_model,
     use_sparse_embedding,
 )
 from .teacher_embeddings import init_by_symbol
@@ -160,13 +162,6 @@ class BiLSTMClassifier(PooledClassifierModel):
         return self.encoder.output_dim
 
 
-@register_model("bilstm_siamese_classifier", dataclass=BiLSTMClassifierConfig)
-class BiLSTMSiameseClassifier(BiLSTMClassifier):
-    """The pair variant: one BiLSTM for both texts, head over [h1, h2, h1*h2, |h1-h2|]."""
-
-    num_inputs = 2
-
-
 @register_model_architecture("bilstm_classifier", "bilstm_dbert")
 def bilstm_dbert(args):
     """The paper's sizes: 300-d embeddings, 150 units per direction, 200-unit ReLU layer."""
@@ -175,7 +170,7 @@ def bilstm_dbert(args):
     args.hidden_dim = getattr(args, "hidden_dim", 200)
 
 
-@register_model_architecture("bilstm_siamese_classifier", "bilstm_dbert_siamese")
-def bilstm_dbert_siamese(args):
-    bilstm_dbert(args)
-    args.pooling = getattr(args, "pooling", "max")
+BiLSTMSiameseClassifier = register_pair_model(
+    BiLSTMClassifier, "bilstm_siamese_classifier", "BiLSTMSiameseClassifier",
+    "The pair variant: one BiLSTM for both texts, head over [h1, h2, h1*h2, |h1-h2|].")
+register_pair_arch("bilstm_siamese_classifier", "bilstm_dbert_siamese", bilstm_dbert, pooling="max")

@@ -184,3 +184,25 @@ class PooledClassifierModel(FairseqEncoderModel):
 
         return StudentHubInterface.from_pretrained(model_name_or_path, checkpoint_file,
                                                    data_name_or_path, **kwargs)
+
+
+def register_pair_model(single, name: str, class_name: str, doc: str):
+    """Register the pair version of a single-text student: the same config, one encoder for both
+    texts, ``num_inputs = 2`` (head over ``[u, v, u * v, |u - v|]``)."""
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, register_model
+
+    pair = type(class_name, (single,), {"num_inputs": 2, "__doc__": doc, "__module__": single.__module__})
+    return register_model(name, dataclass=MODEL_DATACLASS_REGISTRY[single.single_arch])(pair)
+
+
+def register_pair_arch(model_name: str, arch_name: str, single_arch, **defaults):
+    """A pair model's architecture: ``single_arch``'s sizes, then ``defaults`` where unset."""
+    from fairseq.models import register_model_architecture
+
+    def arch(args):
+        single_arch(args)
+        for key, value in defaults.items():
+            setattr(args, key, getattr(args, key, value))
+
+    arch.__name__ = arch_name
+    return register_model_architecture(model_name, arch_name)(arch)

@@ -27,6 +27,8 @@ from .classifier import (
     SPARSE_HELP,
     PooledClassifierModel,
     mark_sparse,
+    register_pair_arch,
+    register_pair_model,
     use_sparse_embedding,
 )
 from .teacher_embeddings import init_ngrams
@@ -203,13 +205,6 @@ class FeatureBasedLinearModel(PooledClassifierModel):
         return self.cfg.pooler_activation_fn
 
 
-@register_model("feature_based_linear_biencoder_model", dataclass=FeatureBasedLinearModelConfig)
-class FeatureBasedLinearBiencoderModel(FeatureBasedLinearModel):
-    """The DAN for text pairs: one shared encoder, head over [u, v, u*v, |u-v|]."""
-
-    num_inputs = 2
-
-
 @register_model_architecture("feature_based_linear_model", "dan_paper")
 def dan_paper(args):
     """The paper's DAN: 1000-dimensional embeddings and head, mean pooling."""
@@ -219,6 +214,7 @@ def dan_paper(args):
     args.pooler_dropout = getattr(args, "pooler_dropout", 0.1)
 
 
-@register_model_architecture("feature_based_linear_biencoder_model", "dan_paper_biencoder")
-def dan_paper_biencoder(args):
-    dan_paper(args)
+FeatureBasedLinearBiencoderModel = register_pair_model(
+    FeatureBasedLinearModel, "feature_based_linear_biencoder_model", "FeatureBasedLinearBiencoderModel",
+    "The DAN for text pairs: one shared encoder, head over [u, v, u*v, |u-v|].")
+register_pair_arch("feature_based_linear_biencoder_model", "dan_paper_biencoder", dan_paper)
