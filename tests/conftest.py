@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,11 @@ def run(cmd, cwd=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def valid_accuracies(log):
+    """The validation accuracies of a fairseq-train log, epoch by epoch."""
+    return [float(m) for m in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log)]
 
 
 N_TRAIN = 6000

@@ -1,5 +1,6 @@
 """The D-BERT BiLSTM student and the glue_distillation task, through the real commands."""
 
+import json
 import re
 import shutil
 
@@ -9,13 +10,9 @@ from fairseq.data import Dictionary
 
 from user_dir.models.bilstm import BiLSTMClassifierConfig, BiLSTMEncoder
 
-from conftest import REPO, read_tsv, run
+from conftest import REPO, read_tsv, run, valid_accuracies
 
 LABEL_DICT = REPO / "data-bin-templates" / "sst2-binary" / "label" / "dict.txt"
-
-
-def valid_accuracies(log):
-    return [float(m) for m in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log)]
 
 
 def token_data_bin(work, splits, bpe_flags, srcdict=None, sides=("",)):
@@ -48,7 +45,7 @@ def predict(ckpt, data, tsv, columns, tmp_path):
     proc = run(["distill-predict", "--checkpoint", ckpt, "--data-bin", data, "--input", tsv, "--header",
                 "--text-column", *columns, "--label-column", "0" if len(columns) == 2 else "1",
                 "--output", tmp_path / "pred.tsv"])
-    return eval(proc.stdout.strip().splitlines()[-1].replace("null", "None"))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -218,18 +218,17 @@ def test_deep_head_through_fairseq_train_and_distill_predict(sst2, tmp_path):
     """--head-layers 3 trains through fairseq-train; distill-predict (which folds the first layer
     into the table) scores what training's validation scored, and folding changes no prediction."""
     import json
-    import re
 
     import numpy as np
 
-    from conftest import TRAIN_FLAGS, run
+    from conftest import TRAIN_FLAGS, run, valid_accuracies
     from user_dir.inference.hub_interface import StudentHubInterface
 
     save = tmp_path / "ckpt"
     log = run(["fairseq-train", sst2["data_bin"], *TRAIN_FLAGS, "--head-layers", "3",
                "--pooler-activation-fn", "relu", "--max-epoch", "2", "--save-dir", save,
                "--no-epoch-checkpoints"])
-    accs = [float(a) for a in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log.stdout + log.stderr)]
+    accs = valid_accuracies(log.stdout + log.stderr)
     proc = run(["distill-predict", "--checkpoint", save / "checkpoint_best.pt", "--data-bin", sst2["data_bin"],
                 "--input", sst2["work"] / "dev.txt"])
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

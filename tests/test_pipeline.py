@@ -4,6 +4,7 @@ Teacher logits come from a stand-in teacher (tf-idf logistic regression on
 SST-2 gold labels); the transformer teacher is a separate component.
 """
 
+import json
 import re
 import shutil
 
@@ -13,11 +14,7 @@ import torch
 
 from user_dir.data.teacher_targets import save_teacher_targets
 
-from conftest import N_TRAIN, REPO, TRAIN_FLAGS, run
-
-def valid_accuracies(log):
-    return [float(m) for m in re.findall(r"\| valid \|.*? accuracy ([\d.]+)", log)]
-
+from conftest import N_TRAIN, REPO, TRAIN_FLAGS, run, valid_accuracies
 
 @pytest.fixture(scope="module")
 def trained(sst2):
@@ -44,7 +41,7 @@ def test_predict_from_raw_text_matches_training_validation(trained, glue, tmp_pa
     proc = run(["distill-predict", "--checkpoint", trained["save_dir"] / "checkpoint_best.pt",
                 "--data-bin", trained["data_bin"], "--input", glue / "SST-2" / "dev.tsv", "--header",
                 "--label-column", "1", "--output", out, "--output-format", "jsonl"])
-    summary = eval(proc.stdout.strip().splitlines()[-1].replace("null", "None"))
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["examples"] == 872
     assert summary["accuracy"] == pytest.approx(best, abs=0.01)
     assert len(out.read_text().splitlines()) == 872
@@ -88,8 +85,20 @@ def test_checkpoint_with_other_feature_dictionary_is_refused(trained, tmp_path):
     shutil.copytree(trained["data_bin"], data_bin)
     lines = (data_bin / "input0" / "dict.txt").read_text().splitlines()
     (data_bin / "input0" / "dict.txt").write_text("\n".join(lines[:-5]) + "\n")
-    with pytest.raises(ValueError, match=r"30004 rows but the input dictionary \(input0/dict.txt\) has 29999"):
+    # the vocabulary settings no longer describe the dictionary
+    with pytest.raises(ValueError, match=r"ngrams.json describes 30000 features but .*dict.txt has 29995"):
         FeatureBasedLinearModel.from_pretrained(str(trained["save_dir"]), "checkpoint_best.pt", str(data_bin))
+    settings = json.loads((data_bin / "input0" / "ngrams.json").read_text())
+    (data_bin / "input0" / "ngrams.json").write_text(json.dumps({**settings, "num_features": 29995}))
+    # consistent, but not the data-bin of the checkpoint: its fingerprint says so
+    with pytest.raises(ValueError, match=r"bin/input0/dict.txt is not the one this checkpoint was trained with"):
+        FeatureBasedLinearModel.from_pretrained(str(trained["save_dir"]), "checkpoint_best.pt", str(data_bin))
+    # a checkpoint from before fingerprints: the embedding's row count still catches it
+    state = torch.load(trained["save_dir"] / "checkpoint_best.pt", weights_only=False)
+    state["task_state"] = {}
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"30004 rows but the input dictionary \(input0/dict.txt\) has 29999"):
+        FeatureBasedLinearModel.from_pretrained(str(tmp_path), "old.pt", str(data_bin))
 
 
 def test_hydra_config_trains(sst2, tmp_path):
@@ -141,7 +150,7 @@ def test_sentence_pair_pipeline(glue, tmp_path):
     pred = run(["distill-predict", "--checkpoint", tmp_path / "ckpt" / "checkpoint_best.pt", "--data-bin", data_bin,
                 "--input", glue / "MRPC" / "dev.tsv", "--header", "--text-column", "3", "4",
                 "--label-column", "0", "--output", tmp_path / "pred.tsv"])
-    summary = eval(pred.stdout.strip().splitlines()[-1].replace("null", "None"))
+    summary = json.loads(pred.stdout.strip().splitlines()[-1])
     assert summary["examples"] == 408
     assert summary["accuracy"] == pytest.approx(best, abs=0.01)
     assert summary["f1"] >= 81.5  # measured 82.68; all-positive scores 81.2

@@ -17,18 +17,15 @@ logits as in the paper) or fairseq's ``sentence_prediction``.
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn as nn
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqEncoder, register_model, register_model_architecture
-from omegaconf import II
 
 from .classifier import (
-    SPARSE_CHOICES,
-    SPARSE_HELP,
     PooledClassifierModel,
+    SparseTableConfig,
     mark_sparse,
     register_pair_arch,
     register_pair_model,
@@ -40,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class BiLSTMClassifierConfig(FairseqDataclass):
+class BiLSTMClassifierConfig(SparseTableConfig):
     encoder_embed_dim: int = field(default=300, metadata={"help": "token embedding dimension"})
     lstm_hidden_size: int = field(default=150, metadata={"help": "LSTM units per direction"})
     lstm_layers: int = field(default=1, metadata={"help": "stacked BiLSTM layers"})
@@ -58,12 +55,6 @@ class BiLSTMClassifierConfig(FairseqDataclass):
                                       "beside it or in its data-bin's input0/"}
     )
     freeze_embed: bool = field(default=False, metadata={"help": "keep the embeddings fixed"})
-    sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
-    optimizer_name: Optional[str] = II("optimizer._name")
-    fp16: bool = II("common.fp16")
-    bf16: bool = II("common.bf16")
-    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
-    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 def reverse_within_length(x, lengths):

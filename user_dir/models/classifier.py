@@ -9,18 +9,33 @@ a checkpoint with another dictionary or class count is refused clearly.
 """
 
 import logging
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from fairseq import utils
-from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoderModel
+from omegaconf import II
 
 # optimizers that accept sparse gradients
 SPARSE_OPTIMIZERS = ("mixed_adam", "sgd")
 SPARSE_CHOICES = ChoiceEnum(["auto", "yes", "no"])
 SPARSE_HELP = ("sparse gradients for the embedding table; auto: yes with --optimizer mixed_adam or sgd, "
                "no otherwise and in distributed runs; refused with --fp16/--bf16")
+
+
+@dataclass
+class SparseTableConfig(FairseqDataclass):
+    """What a student with an embedding table needs to choose sparse or dense gradients."""
+
+    sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
+    optimizer_name: Optional[str] = II("optimizer._name")
+    fp16: bool = II("common.fp16")
+    bf16: bool = II("common.bf16")
+    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 def use_sparse_embedding(cfg) -> bool:

@@ -17,15 +17,14 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqEncoder, register_model, register_model_architecture
 from omegaconf import II
 
 from ..preprocess.ngrams import JOINER
 from .classifier import (
-    SPARSE_CHOICES,
-    SPARSE_HELP,
     PooledClassifierModel,
+    SparseTableConfig,
     mark_sparse,
     register_pair_arch,
     register_pair_model,
@@ -40,7 +39,7 @@ ACTIVATION_CHOICES = ChoiceEnum(["tanh", "relu"])
 
 
 @dataclass
-class FeatureBasedLinearModelConfig(FairseqDataclass):
+class FeatureBasedLinearModelConfig(SparseTableConfig):
     encoder_embed_dim: int = field(default=64, metadata={"help": "feature embedding dimension"})
     hidden_dim: int = field(default=64, metadata={"help": "inner dimension of the classification head"})
     head_layers: int = field(
@@ -54,18 +53,12 @@ class FeatureBasedLinearModelConfig(FairseqDataclass):
     pooler_activation_fn: ACTIVATION_CHOICES = field(
         default="tanh", metadata={"help": "activation of the classification head"}
     )
-    sparse_embedding: SPARSE_CHOICES = field(default="auto", metadata={"help": SPARSE_HELP})
     embed_init: str = field(
         default="", metadata={"help": "a fairseq checkpoint (the teacher) whose input embeddings start "
                                       "the n-gram table: each n-gram at the mean of its WordPiece "
                                       "tokens' embeddings (needs --encoder-embed-dim = the teacher's)"}
     )
     max_positions: int = II("task.max_positions")
-    optimizer_name: Optional[str] = II("optimizer._name")
-    fp16: bool = II("common.fp16")
-    bf16: bool = II("common.bf16")
-    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
-    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 class AttentivePooling(nn.Module):

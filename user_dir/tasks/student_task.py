@@ -62,12 +62,6 @@ class StudentTaskConfig(FairseqDataclass):
                           "taking the columns to follow label/dict.txt (otherwise refused)"},
     )
     no_shuffle: bool = field(default=False, metadata={"help": "keep the data order"})
-    data_fingerprint: str = field(
-        default="",
-        metadata={"help": "set by training, saved with the checkpoint: digests of the data-bin's input "
-                          "dictionary, class order and n-gram settings; loading the checkpoint with a "
-                          "data-bin that differs is refused, naming the file"},
-    )
     classification_head_name: str = II("criterion.classification_head_name")
     train_subset: str = II("dataset.train_subset")
     seed: int = II("common.seed")
@@ -129,22 +123,17 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_fingerprint(cfg, current: dict) -> None:
-    """Refuse a data-bin that is not the one the checkpoint was trained with; record it otherwise."""
-    if cfg.data_fingerprint:
-        saved = json.loads(cfg.data_fingerprint)
-        for name, digest in saved.items():
-            if current.get(name) != digest:
-                what = {"label/dict.txt": "its class order differs",
-                        "input0/ngrams.json": "its tokenizer, n-gram range or size differs"}.get(
-                            name, "its contents differ")
-                raise ValueError(
-                    f"{os.path.join(cfg.data, name)} is not the one this checkpoint was trained with "
-                    f"({what}): load the checkpoint with its own data-bin"
-                )
-        return
-    with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.ExitStack():
-        cfg.data_fingerprint = json.dumps(current, sort_keys=True)
+def check_fingerprint(data: str, saved: dict, current: dict) -> None:
+    """Refuse a data-bin that is not the one a checkpoint was trained with, naming the file."""
+    for name, digest in saved.items():
+        if current.get(name) != digest:
+            what = {"label/dict.txt": "its class order differs",
+                    "input0/ngrams.json": "its tokenizer, n-gram range or size differs"}.get(
+                        name, "its contents differ")
+            raise ValueError(
+                f"{os.path.join(data, name)} is not the one this checkpoint was trained with "
+                f"({what}): load the checkpoint with its own data-bin"
+            )
 
 
 class StudentTask(FairseqTask):
@@ -160,6 +149,7 @@ class StudentTask(FairseqTask):
         self.dictionary = data_dictionary
         self._label_dictionary = label_dictionary
         self.classes = classes
+        self.data_fingerprint = {}
 
     @classmethod
     def load_dictionary(cls, filename):
@@ -181,8 +171,9 @@ class StudentTask(FairseqTask):
         classes = label_classes(label_dict, cfg.num_classes, label_path)
         logger.info("[label] classes: %s", classes)
         extra = cls.setup_inputs(cfg, data_dict)
-        check_fingerprint(cfg, cls.fingerprint(cfg, classes, extra))
-        return cls(cfg, data_dict, label_dict, classes, **extra)
+        task = cls(cfg, data_dict, label_dict, classes, **extra)
+        task.data_fingerprint = cls.fingerprint(cfg, classes, extra)
+        return task
 
     @classmethod
     def fingerprint(cls, cfg, classes, extra) -> dict:
@@ -191,6 +182,16 @@ class StudentTask(FairseqTask):
             fp = {"input0/dict.txt": hashlib.sha256(f.read()).hexdigest()[:16]}
         fp["label/dict.txt"] = _digest(list(classes))
         return fp
+
+    # The checkpoint keeps the task's state (fairseq saves it as "task_state" and hands it back
+    # to load_state_dict when it loads the checkpoint for inference): the data-bin's fingerprint.
+    def state_dict(self):
+        return {"data_fingerprint": dict(self.data_fingerprint)}
+
+    def load_state_dict(self, state_dict):
+        saved = state_dict.get("data_fingerprint") if isinstance(state_dict, dict) else None
+        if saved:  # checkpoints from before fingerprints have none
+            check_fingerprint(self.cfg.data, saved, self.data_fingerprint)
 
     @classmethod
     def setup_inputs(cls, cfg, data_dict) -> dict:
