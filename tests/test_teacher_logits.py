@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from user_dir.fileio import WorkDirLocked, locked
-from user_dir.inference.hub_interface import resolve_device
+from user_dir.inference.devices import resolve_device
 from user_dir.inference.teacher import Teacher, length_batches
 from user_dir.preprocess.teacher_logits import job_devices, split_jobs, teacher_logits_file
 

@@ -38,7 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     from ..fileio import check_input_file, check_output_path
-    from ..inference.hub_interface import StudentHubInterface, resolve_device
+    from ..inference.devices import resolve_device
+    from ..inference.hub_interface import StudentHubInterface
     from ..inference.predict import guess_format, predict_file
 
     args = get_parser().parse_args(argv)

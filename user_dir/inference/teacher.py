@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .hub_interface import resolve_device
+from .devices import resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import torch
 from ..data.teacher_targets import class_order_path, save_teacher_targets
 from ..fileio import (atomic_file, atomic_output, check_input_file, check_output_path, locked,
                       prepare_work_dir, remove_stale_temps, remove_work_dir)
-from ..inference.hub_interface import check_device, resolve_device
+from ..inference.devices import check_device, resolve_device
 from ..inference.teacher import Teacher
 from .examples import read_examples
 from .text_io import find_offsets
