@@ -41,6 +41,9 @@ setup(
             "distill-bpe-encode = user_dir.cli.bpe_encode:cli_main",
             "distill-teacher-logits = user_dir.cli.teacher_logits:cli_main",
             "distill-augment = user_dir.cli.augment:cli_main",
+            "distill-importance = user_dir.cli.importance:cli_main",
+            "distill-prune = user_dir.cli.prune:cli_main",
+            "distill-export-hf = user_dir.cli.export_hf:cli_main",
         ],
     },
 )

@@ -1,1 +1,1 @@
-from . import distillation  # noqa: F401
+from . import distillation, layerwise_distillation  # noqa: F401

@@ -19,10 +19,11 @@ predictions equal to the teacher's argmax.
 import math
 from dataclasses import dataclass, field
 
-import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
+
+from .distillation_losses import cross_entropy, prediction_loss
 
 
 @dataclass
@@ -56,15 +57,6 @@ class DistillationCriterion(FairseqCriterion):
         self.temperature = cfg.distillation_temperature
         self.kind = cfg.distillation_loss
 
-    def distillation_loss(self, logits, teacher):
-        """Per-example distillation loss, shape [B]."""
-        if self.kind == "mse":
-            return (logits - teacher).pow(2).sum(dim=-1)
-        T = self.temperature
-        student_lp = F.log_softmax(logits / T, dim=-1)
-        teacher_lp = F.log_softmax(teacher / T, dim=-1)
-        return F.kl_div(student_lp, teacher_lp, reduction="none", log_target=True).sum(dim=-1) * T * T
-
     def forward(self, model, sample, reduce=True):
         logits, _ = model(**sample["net_input"], features_only=True,
                           classification_head_name=self.classification_head_name)
@@ -74,24 +66,23 @@ class DistillationCriterion(FairseqCriterion):
         loss = logits.new_zeros(())
         log = {"ntokens": sample["ntokens"], "nsentences": sample_size, "sample_size": sample_size}
 
-        teacher = sample.get("distill_target")
+        teacher = self.task.teacher_logits(sample) if hasattr(self.task, "teacher_logits") \
+            else sample.get("distill_target")
         target = sample.get("target")
         ce_weight = 1.0 - self.alpha if teacher is not None else 1.0
-        if teacher is not None:
-            teacher = teacher.float()
-            kd = self.distillation_loss(logits, teacher).sum()
+        if teacher is not None:  # both terms are sums over the batch's examples
+            kd = prediction_loss(self.kind, logits, teacher, self.temperature).sum
             loss = loss + self.alpha * kd
             log["kd_loss"] = kd.data
             log["nkd"] = sample_size
             log["nagree"] = (preds == teacher.argmax(dim=-1)).sum()
         if target is not None:
-            target = target.view(-1)
-            ce = F.cross_entropy(logits, target, reduction="sum")
+            ce = cross_entropy(logits, target).sum
             if ce_weight > 0:
                 loss = loss + ce_weight * ce
             log["ce_loss"] = ce.data
             log["ngold"] = sample_size
-            log["ncorrect"] = (preds == target).sum()
+            log["ncorrect"] = (preds == target.view(-1)).sum()
         log["loss"] = loss.data
         return loss, sample_size, log
 

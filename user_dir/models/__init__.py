@@ -1,1 +1,1 @@
-from . import bilstm, dan, hf_bert  # noqa: F401  (registration)
+from . import bilstm, dan, hf_bert, pruned_roberta  # noqa: F401  (registration)

@@ -15,16 +15,25 @@ teacher's embeddings) or a SentencePiece model trained on the transfer set
 ``fairseq-train`` (it is saved in the checkpoint) and ``distill-predict``
 tokenizes raw text exactly the same way.  Labels and teacher logits get the
 checks of the n-gram task: row counts, class order, NaN, unknown labels.
+
+Transformer students (``hf_bert``, ``pruned_roberta``) read the teacher's
+input format, fairseq's ``sentence_prediction`` one: ``--init-token 0``
+puts ``<s>`` first, and a pair is one sequence ``<s> a </s> [sep] b </s>``
+(``--separator-token``).  ``--teacher-checkpoint`` runs the teacher inside
+training (``online_teacher.py``); criteria read its outputs, or the offline
+logits, through ``task.teacher_outputs(sample)``.
 """
 
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
-from fairseq.data import TruncateDataset, encoders
+from fairseq.data import ConcatSentencesDataset, PrependTokenDataset, TruncateDataset, encoders
 from fairseq.tasks import register_task
 
+from .online_teacher import OnlineTeacher
 from .student_task import StudentTask, StudentTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -34,6 +43,20 @@ logger = logging.getLogger(__name__)
 class GlueDistillationConfig(StudentTaskConfig):
     max_positions: int = field(
         default=256, metadata={"help": "keep at most this many tokens per text (the first ones)"}
+    )
+    init_token: Optional[int] = field(
+        default=None, metadata={"help": "add this token first (0, <s>: what a transformer's classification "
+                                        "head reads; as sentence_prediction's --init-token); pairs become "
+                                        "one sequence"}
+    )
+    separator_token: Optional[int] = field(
+        default=None, metadata={"help": "with --init-token, add this token before a pair's second text "
+                                        "(2, </s>, as sentence_prediction)"}
+    )
+    teacher_checkpoint: str = field(
+        default="", metadata={"help": "a fine-tuned teacher (checkpoint, or directory with checkpoint_best.pt) "
+                                      "run inside training, frozen: its logits, hidden states and attention "
+                                      "maps for the criterion; its dictionary must be input0/dict.txt's"}
     )
 
 
@@ -47,6 +70,17 @@ class GlueDistillationTask(StudentTask):
         super().__init__(cfg, data_dictionary, label_dictionary, classes)
         self.input_keys = ("input0", "input1") if pairs else ("input0",)
         self.bpe = None
+        if cfg.teacher_checkpoint:
+            half = torch.float16 if cfg.fp16 or cfg.memory_efficient_fp16 else torch.bfloat16 if cfg.bf16 else None
+            self.online_teacher = OnlineTeacher(cfg.teacher_checkpoint, data_dictionary,
+                                                os.path.join(cfg.data, "input0", "dict.txt"), classes, half)
+            tcfg = self.online_teacher.task_cfg
+            for name in ("init_token", "separator_token"):
+                theirs, ours = getattr(tcfg, name, None), getattr(cfg, name)
+                if theirs != ours and not (name == "separator_token" and not pairs):
+                    flag = "--" + name.replace("_", "-")
+                    raise ValueError(f"the teacher {self.online_teacher.path} was trained with {flag} {theirs}, "
+                                     f"this task has {ours}: the teacher must read its own input format")
 
     @classmethod
     def setup_inputs(cls, cfg, data_dict) -> dict:
@@ -62,6 +96,38 @@ class GlueDistillationTask(StudentTask):
     def prepare_input(self, dataset, is_train: bool):
         # the </s> of fairseq-preprocess stays: every text has at least one token
         return TruncateDataset(dataset, self.cfg.max_positions)
+
+    def join_inputs(self, sides: list) -> list:
+        """With --init-token: <s> first, and a pair as one sequence (sentence_prediction's format)."""
+        if self.cfg.init_token is None:
+            return sides
+        if isinstance(sides[0], list):  # raw text: lists of id tensors
+            limit = self.cfg.max_positions
+            return [[torch.cat(parts)[:limit] for parts in zip(*self._mark_tensors(sides))]]
+        marked = [PrependTokenDataset(sides[0], self.cfg.init_token)]
+        for side in sides[1:]:
+            sep = self.cfg.separator_token
+            marked.append(PrependTokenDataset(side, sep) if sep is not None else side)
+        joined = ConcatSentencesDataset(*marked) if len(marked) > 1 else marked[0]
+        return [TruncateDataset(joined, self.cfg.max_positions)]
+
+    def _mark_tensors(self, sides):
+        def prepend(token, ids):
+            return [torch.cat([x.new([token]), x]) for x in ids]
+
+        marked = [prepend(self.cfg.init_token, sides[0])]
+        for side in sides[1:]:
+            sep = self.cfg.separator_token
+            marked.append(prepend(sep, side) if sep is not None else side)
+        return marked
+
+    def check_model_inputs(self, cfg, transformer: bool) -> None:
+        if transformer and self.cfg.init_token is None:
+            raise ValueError("a transformer student's classification head reads the first token: pass "
+                             "--init-token 0 (<s>, as the teacher's sentence_prediction fine-tuning)")
+        if not transformer and self.cfg.init_token is not None and len(self.input_keys) > 1:
+            raise ValueError("--init-token joins a pair into one sequence, which only a transformer "
+                             "student reads: drop it for the BiLSTM")
 
     def set_bpe(self, bpe_cfg) -> None:
         """The BPE applied before fairseq-preprocess (saved with the checkpoint as --bpe)."""
@@ -82,3 +148,19 @@ class GlueDistillationTask(StudentTask):
 
     def encode_text(self, text: str) -> torch.Tensor:
         return self.encode_texts([text])[0]
+
+
+def glue_task(data: str, num_classes: int, **fields) -> GlueDistillationTask:
+    """The task outside fairseq-train (the compression tools, tests): ``fields`` set its flags."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(GlueDistillationConfig)
+    # the flags fairseq-train interpolates from other groups
+    for name, value in (("classification_head_name", "sentence_classification_head"),
+                        ("train_subset", "train"), ("seed", 1), ("fp16", False), ("bf16", False),
+                        ("memory_efficient_fp16", False), ("cpu", False)):
+        cfg[name] = value
+    cfg.data, cfg.num_classes = data, num_classes
+    for name, value in fields.items():
+        cfg[name] = value
+    return GlueDistillationTask.setup_task(cfg)

@@ -219,6 +219,10 @@ class StudentTask(FairseqTask):
         """A side's ids as the model sees them."""
         raise NotImplementedError
 
+    def join_inputs(self, sides: list) -> list:
+        """The model's inputs from the sides' (datasets, or lists of id tensors): as they are."""
+        return sides
+
     def _load_labels(self, split: str, num_examples: int, combine: bool):
         dataset = self._load_indexed("label", split, self.label_dictionary, combine)
         if dataset is None:
@@ -239,7 +243,7 @@ class StudentTask(FairseqTask):
             if len(ds) != n:
                 raise ValueError(f"{self._path(key, split)} has {len(ds)} examples but "
                                  f"{self._path('input0', split)} has {n}")
-        inputs = [self.prepare_input(ds, is_train) for ds in inputs]
+        inputs = self.join_inputs([self.prepare_input(ds, is_train) for ds in inputs])
 
         net_input = {}
         for i, ds in enumerate(inputs):
@@ -304,27 +308,67 @@ class StudentTask(FairseqTask):
             sides = [[t[0] for t in texts], [t[1] for t in texts]]
         pad = self.source_dictionary.pad()
         net_input = {}
-        for i, side in enumerate(sides):
-            ids = self.encode_texts(side)
+        for i, ids in enumerate(self.join_inputs([self.encode_texts(side) for side in sides])):
             suffix = "" if i == 0 else str(i)
             net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(device)
             net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=device)
         return net_input
 
+    # -------------------------------------------------------------- teacher
+
+    online_teacher = None  # a token task's --teacher-checkpoint
+    student_shape = None  # set by build_model for a transformer student
+
+    def teacher_outputs(self, sample, hidden: bool = False, attention: bool = False):
+        """The teacher's outputs for a batch (a ``TransformerOutputs``), None without a teacher.
+
+        Online (``--teacher-checkpoint``): logits, and hidden states and attention maps when
+        asked.  Offline (``--distillation-target``): the logits of ``DATA/distill/SPLIT.npy``.
+        """
+        from ..models.transformer_outputs import TransformerOutputs
+
+        if self.online_teacher is not None:
+            return self.online_teacher(sample["net_input"]["src_tokens"], hidden=hidden, attention=attention)
+        logits = sample.get("distill_target")
+        if logits is None:
+            return None
+        if hidden or attention:
+            raise ValueError("hidden states and attention maps need the teacher itself: "
+                             "pass --teacher-checkpoint (offline logits have neither)")
+        return TransformerOutputs(logits=logits.float())
+
+    def teacher_logits(self, sample):
+        out = self.teacher_outputs(sample)
+        return None if out is None else out.logits
+
     # ---------------------------------------------------------------- model
 
     def build_model(self, cfg, from_checkpoint=False):
         from fairseq import models
+        from fairseq.models import ARCH_MODEL_REGISTRY
+        from fairseq.models.roberta import RobertaModel
 
+        arch = getattr(cfg, "arch", None) or getattr(cfg, "_name", None)
+        transformer = isinstance(ARCH_MODEL_REGISTRY.get(arch), type) and \
+            issubclass(ARCH_MODEL_REGISTRY[arch], RobertaModel)
+        self.check_model_inputs(cfg, transformer)
         with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.ExitStack():
-            cfg.max_positions = self.cfg.max_positions
+            if not transformer:  # a transformer's --max-positions sizes its position table
+                cfg.max_positions = self.cfg.max_positions
             # weights come from the checkpoint: its --embed-init file may be gone, and is not read
             if from_checkpoint and getattr(cfg, "embed_init", ""):
                 cfg.embed_init = ""
         model = models.build_model(cfg, self, from_checkpoint)
         model.register_classification_head(self.cfg.classification_head_name,
                                            num_classes=self.cfg.num_classes)
+        if transformer:  # what a layer-wise criterion checks its layer map against
+            from ..models.transformer_outputs import transformer_shape
+
+            self.student_shape = transformer_shape(model)
         return model
+
+    def check_model_inputs(self, cfg, transformer: bool) -> None:
+        """Refuse a model that cannot read this task's inputs (overridden)."""
 
     def max_positions(self):
         return self.cfg.max_positions * len(self.input_keys)

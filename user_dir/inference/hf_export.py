@@ -1,0 +1,196 @@
+"""A transformer student back to a Hugging Face BERT directory (the inverse of distill-import-hf).
+
+``transformers`` loads the directory with ``AutoModelForSequenceClassification``
+(and ``AutoModelForMaskedLM`` when the student has its LM head) and computes
+what the fairseq model computes.  On the way:
+
+* vocabulary: fairseq's ``<s> <pad> </s> <unk> <mask>`` go back to BERT's
+  ``[CLS] [PAD] [SEP] [UNK] [MASK]``; rows keep the fairseq order and
+  ``vocab.txt`` is written in that order, so token ids differ from the
+  original model's but the tokenizer and the weights agree;
+* positions: fairseq's rows from ``padding_idx + 1`` are BERT's from 0, and
+  the token-type embedding is zero (the importer folded BERT's type 0 into the
+  positions; fairseq gives both texts of a pair the same type);
+* heads: ``transformers`` 5 no longer prunes heads (``pruned_heads`` is
+  gone), so a layer that kept h of H heads gets H - h heads of zeros back:
+  zero query, key and value rows and zero output-projection columns add
+  exactly nothing, so the outputs are the pruned model's (the saving stays in
+  fairseq and ``distill-predict``; ``config.json`` records the kept heads as
+  ``distill_kept_heads``).  FFN widths must agree across layers
+  (``intermediate_size`` is one number: refused otherwise, naming the layer);
+* a factorised embedding is multiplied out (vocab x r @ r x d);
+* the classification head: fairseq's dense + tanh on ``<s>`` is BERT's pooler,
+  its ``out_proj`` the classifier.
+"""
+
+import json
+import logging
+import os
+from typing import Optional
+
+import torch
+
+from ..encoders.wordpiece import FAIRSEQ_TO_BERT
+from ..fileio import atomic_output
+from ..models.pruned_roberta import FactorizedEmbedding, layer_shapes
+
+logger = logging.getLogger(__name__)
+MARKER = "model.safetensors"
+ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "relu": "relu", "tanh": "tanh"}
+
+
+def bert_state(model, head: Optional[str], num_classes: int) -> dict:
+    enc = model.encoder.sentence_encoder
+    emb = enc.embed_tokens
+    words = emb.full_weight() if isinstance(emb, FactorizedEmbedding) else emb.weight
+    pos = enc.embed_positions.weight[enc.padding_idx + 1:]
+    d = words.shape[1]
+    out = {
+        "bert.embeddings.word_embeddings.weight": words,
+        "bert.embeddings.position_embeddings.weight": pos,
+        "bert.embeddings.token_type_embeddings.weight": torch.zeros(2, d),
+        "bert.embeddings.LayerNorm.weight": enc.layernorm_embedding.weight,
+        "bert.embeddings.LayerNorm.bias": enc.layernorm_embedding.bias,
+    }
+    names = {"self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
+             "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
+             "self_attn_layer_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
+             "fc2": "output.dense", "final_layer_norm": "output.LayerNorm"}
+    for i, layer in enumerate(enc.layers):
+        for src, dst in names.items():
+            module = layer.get_submodule(src)
+            for p in ("weight", "bias"):
+                out[f"bert.encoder.layer.{i}.{dst}.{p}"] = _full_heads(src, p, getattr(module, p), d)
+    if head is not None:
+        h = model.classification_heads[head]
+        out.update({"bert.pooler.dense.weight": h.dense.weight, "bert.pooler.dense.bias": h.dense.bias,
+                    "classifier.weight": h.out_proj.weight, "classifier.bias": h.out_proj.bias})
+    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+
+
+def _full_heads(name: str, kind: str, value: torch.Tensor, d: int) -> torch.Tensor:
+    """Pad a pruned attention projection to the full width d with zeros (heads that add nothing)."""
+    value = value.detach()
+    if name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj") and value.shape[0] < d:
+        pad = value.new_zeros((d - value.shape[0],) + tuple(value.shape[1:]))
+        return torch.cat([value, pad], 0)
+    if name == "self_attn.out_proj" and kind == "weight" and value.shape[1] < d:
+        return torch.cat([value, value.new_zeros(value.shape[0], d - value.shape[1])], 1)
+    return value
+
+
+def mlm_state(model) -> Optional[dict]:
+    lm = getattr(model.encoder, "lm_head", None)
+    if lm is None:
+        return None
+    return {k: v.detach().float().contiguous().clone() for k, v in {
+        "cls.predictions.transform.dense.weight": lm.dense.weight,
+        "cls.predictions.transform.dense.bias": lm.dense.bias,
+        "cls.predictions.transform.LayerNorm.weight": lm.layer_norm.weight,
+        "cls.predictions.transform.LayerNorm.bias": lm.layer_norm.bias,
+        "cls.predictions.decoder.weight": lm.weight,
+        "cls.predictions.bias": lm.bias,
+    }.items()}
+
+
+def bert_config(model, args, num_classes: int, classes, has_head: bool) -> dict:
+    shapes = layer_shapes(model)
+    ffn = shapes["layer_ffn_dims"]
+    for i, f in enumerate(ffn):
+        if f != ffn[0]:
+            raise ValueError(f"layer {i} has FFN width {f}, layer 0 {ffn[0]}: a Hugging Face BERT config has one "
+                             f"intermediate_size; prune every layer to the same --ffn-dim")
+    act = args.activation_fn
+    if act not in ACTIVATIONS:
+        raise ValueError(f"activation {act!r} has no Hugging Face equivalent")
+    if has_head and getattr(args, "pooler_activation_fn", "tanh") != "tanh":
+        raise ValueError("BERT's pooler is tanh; this head uses " + args.pooler_activation_fn)
+    heads = args.encoder_attention_heads
+    enc = model.encoder.sentence_encoder
+    config = {
+        "architectures": ["BertForSequenceClassification"],
+        "model_type": "bert",
+        "vocab_size": enc.embed_tokens.num_embeddings,
+        "hidden_size": enc.embed_tokens.embedding_dim,
+        "num_hidden_layers": shapes["encoder_layers"],
+        "num_attention_heads": heads,
+        "intermediate_size": ffn[0],
+        "hidden_act": ACTIVATIONS[act],
+        "hidden_dropout_prob": float(getattr(args, "dropout", 0.1)),
+        "attention_probs_dropout_prob": float(getattr(args, "attention_dropout", 0.1)),
+        "max_position_embeddings": enc.embed_positions.weight.shape[0] - enc.padding_idx - 1,
+        "type_vocab_size": 2,
+        "layer_norm_eps": float(getattr(args, "layer_norm_eps", 1e-5)),
+        "pad_token_id": enc.padding_idx,
+        "distill_kept_heads": {str(i): h for i, h in enumerate(shapes["layer_heads"])},
+        "tie_word_embeddings": not getattr(args, "untie_weights_roberta", False),
+        "num_labels": num_classes,
+        "id2label": {str(i): c for i, c in enumerate(classes)},
+        "label2id": {c: i for i, c in enumerate(classes)},
+    }
+    return config
+
+
+def vocab_lines(dictionary) -> list:
+    """BERT's token names in fairseq row order (rows past the dictionary: unused tokens)."""
+    return [FAIRSEQ_TO_BERT.get(s, s) for s in dictionary.symbols]
+
+
+def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
+    """Write ``output_dir`` (config.json, vocab.txt, tokenizer files, model.safetensors last)."""
+    from safetensors.torch import save_file
+
+    from ..compress.encoder_checkpoint import load_encoder
+    from .hub_interface import StudentHubInterface
+
+    hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint), data)
+    model, task = hub.model, hub.task
+    _, _, args = load_encoder(checkpoint)  # the architecture's args as pruned_roberta
+    classes = list(task.classes)
+    state = bert_state(model, hub.head, len(classes))
+    config = bert_config(model, args, len(classes), classes, True)
+    lm = mlm_state(model)
+    if lm is not None:
+        state.update(lm)
+        if config["tie_word_embeddings"]:
+            del state["cls.predictions.decoder.weight"]
+    d = task.source_dictionary
+    if len(d) != config["vocab_size"]:
+        raise ValueError(f"{data}/input0/dict.txt has {len(d)} entries, the model's embedding {config['vocab_size']}")
+    if task.cfg.init_token != d.bos():
+        raise ValueError(f"the student reads --init-token {task.cfg.init_token}; BERT's [CLS] is <s> ({d.bos()})")
+    os.makedirs(output_dir, exist_ok=True)
+    marker = os.path.join(output_dir, MARKER)
+    if os.path.exists(marker):
+        os.unlink(marker)
+    with atomic_output(os.path.join(output_dir, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(vocab_lines(d)) + "\n")
+    with atomic_output(os.path.join(output_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "BertTokenizer", "do_lower_case": _lowercase(hub.cfg.bpe),
+                   "model_max_length": config["max_position_embeddings"]}, f, indent=1)
+    with atomic_output(os.path.join(output_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    tmp = marker + f".{os.getpid()}.tmp"
+    save_file(state, tmp, metadata={"format": "pt"})
+    os.replace(tmp, marker)
+    summary = {"output": output_dir, "layers": config["num_hidden_layers"], "kept_heads": shapes_heads(config),
+               "intermediate_size": config["intermediate_size"], "has_mlm_head": lm is not None,
+               "parameters": sum(v.numel() for v in state.values())}
+    logger.info("exported %s -> %s", checkpoint, output_dir)
+    return summary
+
+
+def shapes_heads(config: dict) -> list:
+    return [config["distill_kept_heads"][str(i)] for i in range(config["num_hidden_layers"])]
+
+
+def _lowercase(bpe_cfg) -> bool:
+    """Whether the student's WordPiece lower-cases (its tokenizer.json says; a vocab.txt: the flag)."""
+    path = getattr(bpe_cfg, "wordpiece_vocab", "") if bpe_cfg is not None else ""
+    if os.path.isdir(path):
+        path = os.path.join(path, "tokenizer.json")
+    if path.endswith(".json") and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            normalizer = json.load(f).get("normalizer") or {}
+        return bool(normalizer.get("lowercase", False))
+    return bool(getattr(bpe_cfg, "wordpiece_lowercase", True))

@@ -1,0 +1,157 @@
+"""``pruned_roberta``: an ``hf_bert`` encoder whose config records every pruned shape.
+
+Per layer it keeps its own number of attention heads (``--layer-heads``, each
+of the original ``encoder_embed_dim / encoder_attention_heads`` width) and
+FFN width (``--layer-ffn-dims``); ``--encoder-layers`` is the depth, and
+``--embed-rank R`` factorises the word embedding as vocab x R, then R -> d
+without bias.  The checkpoint alone rebuilds the model: ``build_model`` makes
+the full-size encoder and cuts it to these shapes with fairseq's own pruning
+hooks (``MultiheadAttention._adaptive_prune_heads``,
+``TransformerEncoderLayer._prune_fc_layer``); the weights come from the state
+dict.  ``distill-prune`` writes such checkpoints (``user_dir/compress``).
+
+A factorised embedding cannot tie the masked-LM head to a vocab x d matrix,
+so such a model has no LM head (it is a classifier).
+"""
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from fairseq.models import register_model, register_model_architecture
+
+from .hf_bert import HFBertModel, hf_bert_base
+
+
+def parse_widths(value, layers: int, default: int, flag: str) -> List[int]:
+    """``"4,4,3"`` (one per layer) or a single number for every layer; empty: ``default``."""
+    if value is None or value == "" or value == []:
+        return [default] * layers
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [int(v) for v in value.replace(" ", "").split(",") if v]
+    else:
+        items = [int(v) for v in value]
+    if len(items) == 1:
+        items = items * layers
+    if len(items) != layers:
+        raise ValueError(f"{flag} gives {len(items)} values for {layers} layers")
+    bad = [w for w in items if not 1 <= w <= default]
+    if bad:
+        raise ValueError(f"{flag}: every value must be in 1..{default}, got {bad}")
+    return items
+
+
+def format_widths(widths: Sequence[int]) -> str:
+    return ",".join(str(w) for w in widths)
+
+
+class FactorizedEmbedding(nn.Module):
+    """vocab x rank, then rank -> dim without bias: W = embed.weight @ proj.weight.T."""
+
+    def __init__(self, num_embeddings: int, rank: int, embedding_dim: int, padding_idx: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx)
+        self.proj = nn.Linear(rank, embedding_dim, bias=False)
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+
+    @property
+    def rank(self) -> int:
+        return self.embed.embedding_dim
+
+    def full_weight(self) -> torch.Tensor:
+        return self.embed.weight @ self.proj.weight.t()
+
+    def forward(self, tokens):
+        return self.proj(self.embed(tokens))
+
+
+def keep_heads(attn, heads: Sequence[int]) -> None:
+    """Keep these heads of a fairseq MultiheadAttention, in this order."""
+    hd = attn.head_dim
+    if not heads:
+        raise ValueError("a layer must keep at least one attention head")
+    attn._adaptive_prune_heads([(h * hd, (h + 1) * hd) for h in heads])
+    attn.out_proj.in_features = len(heads) * hd
+    # torch's fused attention checks q/k/v against the full width: use fairseq's own path
+    attn._set_skip_embed_dim_check()
+
+
+def keep_ffn(layer, neurons: Sequence[int]) -> None:
+    """Keep these FFN neurons (fc1 rows, fc2 columns) of a TransformerEncoderLayer."""
+    if not neurons:
+        raise ValueError("a layer must keep at least one FFN neuron")
+    keep = set(int(n) for n in neurons)
+    if list(neurons) != sorted(keep):
+        raise ValueError("FFN neurons to keep must be increasing and distinct")
+    layer._prune_fc_layer({i for i in range(layer.fc1.out_features) if i not in keep})
+
+
+def factorize_embedding(encoder, rank: int, weights: Optional[tuple] = None) -> FactorizedEmbedding:
+    """Replace ``encoder.sentence_encoder.embed_tokens`` by a vocab x rank x dim factorisation.
+
+    ``weights``: (embed [V, r], proj [d, r]) to put in; otherwise fresh.  The LM head goes.
+    """
+    old = encoder.sentence_encoder.embed_tokens
+    new = FactorizedEmbedding(old.num_embeddings, rank, old.embedding_dim, old.padding_idx)
+    new.to(old.weight.device if hasattr(old, "weight") else old.embed.weight.device)
+    if weights is not None:
+        with torch.no_grad():
+            new.embed.weight.copy_(weights[0])
+            new.proj.weight.copy_(weights[1])
+    encoder.sentence_encoder.embed_tokens = new
+    encoder.lm_head = None
+    return new
+
+
+def layer_shapes(model) -> dict:
+    """The shapes ``pruned_roberta`` records, read from a built encoder."""
+    enc = model.encoder.sentence_encoder
+    emb = enc.embed_tokens
+    return {
+        "encoder_layers": len(enc.layers),
+        "layer_heads": [layer.self_attn.num_heads for layer in enc.layers],
+        "layer_ffn_dims": [layer.fc1.out_features for layer in enc.layers],
+        "embed_rank": emb.rank if isinstance(emb, FactorizedEmbedding) else 0,
+    }
+
+
+@register_model("pruned_roberta")
+class PrunedRobertaModel(HFBertModel):
+    @staticmethod
+    def add_args(parser):
+        HFBertModel.add_args(parser)
+        parser.add_argument("--layer-heads", type=str, metavar="H1,H2,...",
+                            help="attention heads kept in each layer (one number: every layer); "
+                                 "each head is encoder_embed_dim / encoder_attention_heads wide")
+        parser.add_argument("--layer-ffn-dims", type=str, metavar="F1,F2,...",
+                            help="FFN width of each layer (one number: every layer)")
+        parser.add_argument("--embed-rank", type=int, metavar="R",
+                            help="factorise the word embedding as vocab x R, R -> d (0: not factorised)")
+
+    @classmethod
+    def build_model(cls, args, task):
+        pruned_roberta_base(args)
+        model = super().build_model(args, task)
+        layers = args.encoder_layers
+        heads = parse_widths(args.layer_heads, layers, args.encoder_attention_heads, "--layer-heads")
+        ffn = parse_widths(args.layer_ffn_dims, layers, args.encoder_ffn_embed_dim, "--layer-ffn-dims")
+        for layer, h, f in zip(model.encoder.sentence_encoder.layers, heads, ffn):
+            if h < args.encoder_attention_heads:
+                keep_heads(layer.self_attn, range(h))
+            if f < args.encoder_ffn_embed_dim:
+                keep_ffn(layer, range(f))
+        if args.embed_rank:
+            if not 1 <= args.embed_rank <= args.encoder_embed_dim:
+                raise ValueError(f"--embed-rank must be in 1..{args.encoder_embed_dim}, got {args.embed_rank}")
+            factorize_embedding(model.encoder, args.embed_rank)
+        return model
+
+
+@register_model_architecture("pruned_roberta", "pruned_roberta")
+def pruned_roberta_base(args):
+    args.layer_heads = getattr(args, "layer_heads", None)
+    args.layer_ffn_dims = getattr(args, "layer_ffn_dims", None)
+    args.embed_rank = getattr(args, "embed_rank", 0) or 0
+    hf_bert_base(args)
