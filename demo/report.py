@@ -22,14 +22,14 @@ from user_dir.preprocess.examples import read_examples
 from user_dir.inference.hub_interface import StudentHubInterface
 from user_dir.inference.predict import binary_f1
 from user_dir.inference.teacher import Teacher
-from user_dir.inference.timing import accuracy, machine, timed
+from user_dir.inference.timing import accuracy, machine, parameter_counts, timed
 
 
-def measure(num_parameters, predict, texts, labels, classes, device):
+def measure(counts, predict, texts, labels, classes, device):
     preds, speed = timed(predict, texts)
     row = {
         "accuracy": accuracy(preds, labels),
-        "parameters": num_parameters,
+        **counts,
         "sentences_per_second": round(speed, 1),
         "device": str(device),
     }
@@ -57,14 +57,15 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     texts, labels = read_examples(args.dev, "tsv", args.text_column, args.label_column, header=True)
     teacher = Teacher(args.teacher, device=args.teacher_device)
-    teacher_size = sum(p.numel() for p in teacher.model.parameters())
-    rows = {"teacher": measure(teacher_size, teacher.predict, texts, labels, teacher.classes, teacher.device)}
+    rows = {"teacher": measure(parameter_counts(teacher.model), teacher.predict, texts, labels, teacher.classes, teacher.device)}
     for spec in args.student:
         name, paths = spec.split("=", 1)
         ckpt_dir, data_bin = paths.split(":", 1)
         student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin,
                                                       device=args.student_device)
-        row = measure(student.num_parameters, student.predict, texts, labels, student.classes, student.device)
+        counts = {"parameters": student.num_parameters, **{k: v for k, v in parameter_counts(student.model).items()
+                                                          if k != "parameters"}}
+        row = measure(counts, student.predict, texts, labels, student.classes, student.device)
         t = rows["teacher"]
         row["accuracy_vs_teacher"] = round(row["accuracy"] / t["accuracy"], 4)
         row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)
@@ -81,11 +82,14 @@ def main(argv=None):
         json.dump(report, f, indent=2)
     plot(rows, args.output + ".png", args.title)
     f1 = "f1" in rows["teacher"]
-    print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "")
-          + f"{'params':>13}{'device':>9}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
+    no_emb = any("parameters_without_embedding" in r for r in rows.values())
+    print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "") + f"{'params':>13}"
+          + (f"{'w/o emb':>12}" if no_emb else "") + f"{'device':>9}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['accuracy']:>9.2f}" + (f"{r['f1']:>7.2f}" if f1 else "")
-              + f"{r['parameters']:>13,}{r['device']:>9}{r['sentences_per_second']:>13,.0f}"
+        print(f"{name:<28}{r['accuracy']:>9.2f}" + (f"{r['f1']:>7.2f}" if f1 else "") + f"{r['parameters']:>13,}"
+              + ((f"{r['parameters_without_embedding']:>12,}" if "parameters_without_embedding" in r
+                  else f"{'-':>12}") if no_emb else "")
+              + f"{r['device']:>9}{r['sentences_per_second']:>13,.0f}"
               + (f"{r['accuracy_vs_teacher']:>13.3f}{r['speedup']:>9.0f}x" if name != "teacher" else ""))
     devices = sorted({r["device"] for r in rows.values()})
     if len(devices) > 1:

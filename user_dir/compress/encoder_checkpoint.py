@@ -129,11 +129,24 @@ def arch_flags(args) -> List[str]:
     return flags
 
 
+def plain_config(cfg) -> dict:
+    """A checkpoint's config as fairseq saves it: plain containers (an argparse model's Namespace kept),
+    which torch's weights-only loading accepts."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(cfg):
+        cfg = {k: cfg[k] for k in cfg}
+    out = {}
+    for k, v in dict(cfg).items():
+        out[k] = OmegaConf.to_container(v, resolve=True, enum_to_str=True) if OmegaConf.is_config(v) else v
+    return out
+
+
 def save_encoder(model, state: dict, args, output_dir: str, extra_files: dict = None) -> str:
     """``output_dir/model.pt`` (last) and ``model-args.txt``; ``extra_files``: name -> text, first."""
     args = as_pruned_args(args, layer_shapes(model))
     del args.load_checkpoint_heads
-    cfg = dict(state["cfg"])
+    cfg = plain_config(state["cfg"])
     cfg["model"] = args
     checkpoint = {"cfg": cfg, "args": None, "model": model.state_dict(), "extra_state": {},
                   "optimizer_history": [{"criterion_name": "none", "optimizer_name": "none",

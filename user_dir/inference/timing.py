@@ -38,3 +38,15 @@ def machine(devices: Iterable = ()) -> dict:
     if gpus:
         info["gpus"] = {d: torch.cuda.get_device_name(torch.device(d)) for d in gpus}
     return info
+
+
+def parameter_counts(model) -> dict:
+    """All parameters, and (for a transformer) those outside the embedding: word and position
+    embeddings and the masked-LM head, which a classifier never runs, left out."""
+    counts = {"parameters": sum(p.numel() for p in model.parameters())}
+    enc = getattr(getattr(model, "encoder", None), "sentence_encoder", None)
+    if enc is not None:
+        skip = {id(p) for m in (enc.embed_tokens, enc.embed_positions, getattr(model.encoder, "lm_head", None))
+                if m is not None for p in m.parameters()}
+        counts["parameters_without_embedding"] = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+    return counts

@@ -70,17 +70,34 @@ class GlueDistillationTask(StudentTask):
         super().__init__(cfg, data_dictionary, label_dictionary, classes)
         self.input_keys = ("input0", "input1") if pairs else ("input0",)
         self.bpe = None
-        if cfg.teacher_checkpoint:
-            half = torch.float16 if cfg.fp16 or cfg.memory_efficient_fp16 else torch.bfloat16 if cfg.bf16 else None
-            self.online_teacher = OnlineTeacher(cfg.teacher_checkpoint, data_dictionary,
-                                                os.path.join(cfg.data, "input0", "dict.txt"), classes, half)
-            tcfg = self.online_teacher.task_cfg
-            for name in ("init_token", "separator_token"):
-                theirs, ours = getattr(tcfg, name, None), getattr(cfg, name)
-                if theirs != ours and not (name == "separator_token" and not pairs):
-                    flag = "--" + name.replace("_", "-")
-                    raise ValueError(f"the teacher {self.online_teacher.path} was trained with {flag} {theirs}, "
-                                     f"this task has {ours}: the teacher must read its own input format")
+
+    def load_teacher(self):
+        """The --teacher-checkpoint, loaded once: at the start of training (build_model), or on first
+        use.  A trained student loaded for prediction never loads it."""
+        cfg = self.cfg
+        if self.online_teacher is not None or not cfg.teacher_checkpoint:
+            return self.online_teacher
+        half = torch.float16 if cfg.fp16 or cfg.memory_efficient_fp16 else torch.bfloat16 if cfg.bf16 else None
+        teacher = OnlineTeacher(cfg.teacher_checkpoint, self.source_dictionary,
+                                os.path.join(cfg.data, "input0", "dict.txt"), self.classes, half)
+        for name in ("init_token", "separator_token"):
+            theirs, ours = getattr(teacher.task_cfg, name, None), getattr(cfg, name)
+            if theirs != ours and not (name == "separator_token" and len(self.input_keys) == 1):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"the teacher {teacher.path} was trained with {flag} {theirs}, this task "
+                                 f"has {ours}: the teacher must read its own input format")
+        self.online_teacher = teacher
+        return teacher
+
+    def teacher_outputs(self, sample, hidden: bool = False, attention: bool = False):
+        self.load_teacher()
+        return super().teacher_outputs(sample, hidden=hidden, attention=attention)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint:
+            self.load_teacher()
+        return model
 
     @classmethod
     def setup_inputs(cls, cfg, data_dict) -> dict:

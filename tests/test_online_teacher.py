@@ -1,0 +1,130 @@
+"""The teacher inside training: frozen, outside the student, its outputs through the task; the
+layerwise_distillation criterion's terms and refusals, in process on the MiniLM teacher."""
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from conftest import REPO
+
+from user_dir.compress.encoder_checkpoint import load_encoder
+from user_dir.tasks.glue_distillation import glue_task
+
+HEAD = "sentence_classification_head"
+
+
+def parse(data, *flags):
+    from fairseq import options
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return options.parse_args_and_arch(options.get_training_parser(), [
+            str(data), "--user-dir", str(REPO / "user_dir"), "--task", "glue_distillation", "--num-classes", "2",
+            "--init-token", "0", "--criterion", "layerwise_distillation", *map(str, flags)])
+
+
+def setup(data, teacher, model_flags, *criterion_flags):
+    """task, student, criterion as fairseq-train builds them."""
+    from fairseq import tasks
+
+    args = parse(data, "--teacher-checkpoint", teacher, *model_flags, *criterion_flags)
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    return task, model, args
+
+
+def a_batch(task, n=6):
+    task.load_dataset("valid")
+    ds = task.dataset("valid")
+    return ds.collater([ds[i] for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def teacher_setup(finetuned_teacher):
+    ckpt = finetuned_teacher["dir"] / "checkpoint_best.pt"
+    data = finetuned_teacher["work"] / "data-bin"
+    model_args = load_encoder(str(ckpt))[2]
+    from user_dir.compress.encoder_checkpoint import arch_flags
+
+    return {"ckpt": ckpt, "data": data, "arch": arch_flags(model_args)}
+
+
+def test_copy_of_the_teacher_has_zero_layer_losses(teacher_setup):
+    """A student equal to the teacher: hidden and attention terms 0, soft CE = the teacher's entropy."""
+    s = teacher_setup
+    task, model, args = setup(s["data"], s["ckpt"], s["arch"], "--hidden-weight", "1", "--attention-weight", "1",
+                              "--layer-map", "bottom", "--dropout", "0", "--attention-dropout", "0")
+    model.load_state_dict(load_encoder(str(s["ckpt"]))[0].state_dict())
+    model.eval()
+    criterion = task.build_criterion(args)
+    sample = a_batch(task)
+    loss, size, log = criterion(model, sample)
+    assert size == 6 and abs(log["hidden_loss"].item()) < 1e-8 and abs(log["attn_loss"].item()) < 1e-8
+    t = task.teacher_outputs(sample).logits
+    p = t.softmax(-1)
+    entropy = -(p * p.log()).sum()
+    assert log["kd_loss"].item() == pytest.approx(entropy.item(), rel=1e-4)
+    assert log["nagree"].item() == 6
+    # the teacher: frozen, eval mode, not a part of the student, no gradient after backward
+    model.train()
+    loss, _, _ = criterion(model, sample)
+    loss.backward()
+    teacher = task.online_teacher.model
+    assert not teacher.training
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    assert not any(p is q for p in teacher.parameters() for q in model.parameters())
+    assert any(p.grad is not None for p in model.parameters())
+
+
+def test_width_mismatch_needs_a_projection(teacher_setup):
+    s = teacher_setup
+    narrow = ["--arch", "hf_bert", "--encoder-layers", "2", "--encoder-embed-dim", "32",
+              "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "4", "--max-positions", "512"]
+    task, model, args = setup(s["data"], s["ckpt"], narrow)
+    with pytest.raises(ValueError, match="width is 32 and the teacher's 384: pass --hidden-projection"):
+        task.build_criterion(args)
+    args = parse(s["data"], "--teacher-checkpoint", s["ckpt"], *narrow, "--hidden-projection")
+    criterion = task.build_criterion(args)
+    assert criterion.mapping == [0, 3, 6]  # drop rule, 6 -> 2: uniform skip
+    loss, _, log = criterion(model, a_batch(task))
+    loss.backward()
+    assert criterion.projection.weight.grad is not None and log["hidden_loss"] > 0
+    args = parse(s["data"], "--teacher-checkpoint", s["ckpt"], *narrow, "--hidden-projection",
+                 "--layer-map", "0,3,7")
+    with pytest.raises(ValueError, match="names teacher states \\[7\\]"):
+        task.build_criterion(args)
+    args = parse(s["data"], "--teacher-checkpoint", s["ckpt"], *narrow, "--hidden-projection",
+                 "--attention-weight", "1")
+    with pytest.raises(ValueError, match="4 attention heads, teacher layer 3 has 12"):
+        task.build_criterion(args)
+
+
+def test_teacher_refusals(teacher_setup, tmp_path):
+    s = teacher_setup
+    # a student data-bin in another dictionary
+    other = tmp_path / "bin"
+    shutil.copytree(s["data"], other)
+    with open(other / "input0" / "dict.txt", "a") as f:
+        f.write("newtoken 1\n")
+    with pytest.raises(ValueError, match="dictionary .* differs from the student's .*bin/input0/dict.txt"):
+        glue_task(str(other), 2, init_token=0, teacher_checkpoint=str(s["ckpt"])).load_teacher()
+    # the teacher's input format (<s> first) must be the student's
+    with pytest.raises(ValueError, match="--init-token 0, this task has None"):
+        glue_task(str(s["data"]), 2, teacher_checkpoint=str(s["ckpt"])).load_teacher()
+    with pytest.raises(FileNotFoundError, match="teacher checkpoint not found"):
+        glue_task(str(s["data"]), 2, init_token=0, teacher_checkpoint=str(tmp_path / "none")).load_teacher()
+    # hidden states need the teacher itself, not offline logits
+    args = parse(s["data"], *s["arch"])
+    from fairseq import tasks
+
+    task = tasks.setup_task(args)
+    task.build_model(args)
+    with pytest.raises(ValueError, match="need the teacher's hidden states: pass --teacher-checkpoint"):
+        task.build_criterion(args)
+    # a BiLSTM cannot read --init-token's joined pairs; a transformer needs <s>
+    args = parse(s["data"], *s["arch"])
+    args.init_token = None
+    with pytest.raises(ValueError, match="pass --init-token 0"):
+        tasks.setup_task(args).build_model(args)

@@ -1,0 +1,160 @@
+"""ROSITA's one-step mechanisms through the real commands, on the MiniLM teacher and an SST-2 slice.
+
+importance -> prune -> fairseq-train with the online teacher (setting 1), the
+teacher distilled into a copy of itself first (setting 2), the no-KD pruned
+baseline; then distill-predict and distill-export-hf, checked against
+independent computations (the sentence_prediction encoding of ``Teacher``,
+Hugging Face ``transformers``).
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, run, valid_accuracies
+
+from user_dir.compress.encoder_checkpoint import load_encoder
+from user_dir.inference.hub_interface import StudentHubInterface
+from user_dir.inference.teacher import Teacher
+
+HEAD = "sentence_classification_head"
+
+
+def logged(metric, proc):
+    """Whether fairseq's progress lines report ``metric`` (not merely its flag in the config dump)."""
+    return re.search(rf"\b{metric}[= ]\d", proc.stdout + proc.stderr) is not None
+
+
+def train_flags(data, save, model_dir, *extra):
+    return ["fairseq-train", data, "--user-dir", REPO / "user_dir", "--task", "glue_distillation",
+            "--num-classes", "2", "--init-token", "0", *(model_dir / "model-args.txt").read_text().split(),
+            "--finetune-from-model", model_dir / "model.pt", "--optimizer", "adam", "--lr", "5e-5",
+            "--batch-size", "16", "--max-update", "3", "--save-dir", save, "--no-epoch-checkpoints",
+            "--num-workers", "0", "--log-format", "simple", "--log-interval", "1", "--seed", "1",
+            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", *extra]
+
+
+@pytest.fixture(scope="module")
+def rosita(finetuned_teacher, imported_teacher, tmp_path_factory):
+    work = tmp_path_factory.mktemp("rosita")
+    teacher = finetuned_teacher["dir"] / "checkpoint_best.pt"
+    data = finetuned_teacher["work"] / "data-bin"
+    bpe = ["--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]
+    return {"work": work, "teacher": teacher, "data": data, "bpe": bpe, "texts": finetuned_teacher["texts"]}
+
+
+def test_setting1_importance_prune_kd_predict_export(rosita, tmp_path):
+    w, teacher, data = rosita["work"], rosita["teacher"], rosita["data"]
+    run(["distill-importance", "--checkpoint", teacher, "--data", data, "--split", "train",
+         "--max-sentences", "48", "--batch-size", "16", "--output", w / "imp.json"])
+    scores = json.loads((w / "imp.json").read_text())
+    assert scores["batches"] == 3 and scores["sentences"] == 48 and scores["loss"] == "ce"
+    assert [len(h) for h in scores["heads"]] == [12] * 6 and [len(f) for f in scores["ffn"]] == [1536] * 6
+    # the target shape of the demo: 4 of 6 layers, 4 of 12 heads, FFN 512, embedding rank 128
+    out = run(["distill-prune", "--checkpoint", teacher, "--importance", w / "imp.json", "--num-layers", "4",
+               "--keep-heads", "4", "--ffn-dim", "512", "--embed-rank", "128", "--output", w / "pruned"])
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["shapes"] == {"encoder_layers": 4, "layer_heads": [4] * 4, "layer_ffn_dims": [512] * 4,
+                                 "embed_rank": 128}
+    pruning = json.loads((w / "pruned" / "pruning.json").read_text())
+    top4 = sorted(np.argsort(-np.array(scores["heads"][2]), kind="stable")[:4].tolist())
+    assert pruning["heads"][2] == top4  # the heads of highest importance
+    # scores of another checkpoint are refused
+    bad = run(["distill-prune", "--checkpoint", w / "pruned" / "model.pt", "--importance", w / "imp.json",
+               "--keep-heads", "2", "--output", tmp_path / "x"], check=False)
+    assert bad.returncode == 2 and "not" in bad.stderr and "contents differ" in bad.stderr
+
+    # one-stage KD with the teacher online: prediction + hidden states (embedding output included)
+    proc = run(train_flags(data, w / "s1", w / "pruned", "--teacher-checkpoint", teacher,
+                           "--criterion", "layerwise_distillation", "--hidden-weight", "1", *rosita["bpe"]))
+    assert logged("hidden_loss", proc) and logged("kd_loss", proc) and valid_accuracies(proc.stdout)
+    ckpt = torch.load(w / "s1" / "checkpoint_best.pt", weights_only=False)
+    start = torch.load(w / "pruned" / "model.pt", weights_only=False)
+    # the teacher is not saved with the student: the same tensors as the pruned model it started from
+    assert {k: v.shape for k, v in ckpt["model"].items()} == {k: v.shape for k, v in start["model"].items()}
+    assert sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("version")) == pruning["parameters"]
+
+    # predictions: distill-predict == the hub == the sentence_prediction-style encoding of Teacher
+    dev = tmp_path / "dev.txt"
+    dev.write_text("".join(t + "\n" for t in rosita["texts"]))
+    run(["distill-predict", "--checkpoint", w / "s1" / "checkpoint_best.pt", "--data-bin", data,
+         "--input", dev, "--output", tmp_path / "pred.tsv"])
+    hub = StudentHubInterface.from_pretrained(str(w / "s1"), "checkpoint_best.pt", str(data))
+    hub_logits = hub.logits(rosita["texts"])
+    ref = Teacher(str(w / "s1"), "checkpoint_best.pt", device="cpu").logits(rosita["texts"])
+    np.testing.assert_allclose(hub_logits, ref, atol=1e-4)
+    pred = [line.split("\t")[0] for line in (tmp_path / "pred.tsv").read_text().splitlines()[1:]]
+    assert pred == [hub.classes[i] for i in hub_logits.argmax(1)]
+    # prediction never loads the teacher: the student still loads once its teacher is gone
+    moved = torch.load(w / "s1" / "checkpoint_best.pt", weights_only=False)
+    moved["cfg"]["task"]["teacher_checkpoint"] = str(tmp_path / "gone" / "checkpoint_best.pt")
+    (tmp_path / "moved").mkdir()
+    torch.save(moved, tmp_path / "moved" / "checkpoint_best.pt")
+    alone = StudentHubInterface.from_pretrained(str(tmp_path / "moved"), "checkpoint_best.pt", str(data))
+    np.testing.assert_allclose(alone.logits(rosita["texts"]), hub_logits, atol=1e-6)
+
+    # back to Hugging Face: same logits from transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run(["distill-export-hf", "--checkpoint", w / "s1" / "checkpoint_best.pt", "--data-bin", data,
+         "--output", w / "hf"])
+    tok = AutoTokenizer.from_pretrained(w / "hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(w / "hf").eval()
+    enc = tok(rosita["texts"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hf_logits = hf(**enc).logits.numpy()
+    np.testing.assert_allclose(hf_logits, hub_logits, atol=1e-4)
+
+
+def test_setting2_and_baseline_mechanisms(rosita):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    w, teacher, data = rosita["work"], rosita["teacher"], rosita["data"]
+    # a full-size copy of the teacher (nothing pruned) computes what the teacher computes
+    run(["distill-prune", "--checkpoint", teacher, "--output", w / "copy"])
+    copy_model, _, _ = load_encoder(str(w / "copy" / "model.pt"))
+    t = Teacher(str(teacher.parent), teacher.name, device="cpu")
+    tokens = [t.encode(x) for x in rosita["texts"][:8]]
+    from fairseq.data import data_utils
+
+    batch = data_utils.collate_tokens(tokens, 1)
+    with torch.no_grad():
+        a = copy_model(batch, features_only=True, classification_head_name=HEAD)[0]
+        b = t.model(batch, features_only=True, classification_head_name=HEAD)[0]
+    assert torch.allclose(a, b, atol=1e-5)
+    # BERT(student): the teacher distilled into the copy, prediction term only
+    proc = run(train_flags(data, w / "s2-full", w / "copy", "--teacher-checkpoint", teacher,
+                           "--criterion", "layerwise_distillation", "--hidden-weight", "0", *rosita["bpe"]))
+    assert not logged("hidden_loss", proc) and logged("kd_loss", proc) and valid_accuracies(proc.stdout)
+    # its importance under the distillation loss against the online teacher, then prune and KD again
+    run(["distill-importance", "--checkpoint", w / "s2-full" / "checkpoint_best.pt", "--data", data,
+         "--loss", "soft_ce", "--teacher-checkpoint", teacher, "--max-sentences", "32", "--output", w / "imp2.json"])
+    run(["distill-prune", "--checkpoint", w / "s2-full" / "checkpoint_best.pt", "--importance", w / "imp2.json",
+         "--num-layers", "4", "--keep-heads", "6", "--ffn-dim", "768", "--output", w / "pruned2"])
+    proc = run(train_flags(data, w / "s2", w / "pruned2", "--teacher-checkpoint", teacher,
+                           "--criterion", "layerwise_distillation", "--attention-weight", "1",
+                           "--attention-average-heads", "--max-update", "2", *rosita["bpe"]))
+    assert logged("attn_loss", proc) and logged("hidden_loss", proc)
+    # the baseline: the pruned model on gold labels, no teacher
+    proc = run(train_flags(data, w / "base", w / "pruned2", "--criterion", "distillation",
+                           "--max-update", "2", *rosita["bpe"]))
+    assert logged("ce_loss", proc) and not logged("kd_loss", proc) and valid_accuracies(proc.stdout)
+
+    # a student with its LM head exports to AutoModelForMaskedLM with the same token logits
+    run(["distill-export-hf", "--checkpoint", w / "s2-full" / "checkpoint_best.pt", "--data-bin", data,
+         "--output", w / "hf-mlm"])
+    hub = StudentHubInterface.from_pretrained(str(w / "s2-full"), "checkpoint_best.pt", str(data))
+    net = hub.task.build_batch(rosita["texts"][:4])
+    with torch.no_grad():
+        fs = hub.model(net["src_tokens"])[0]
+    tok = AutoTokenizer.from_pretrained(w / "hf-mlm")
+    mlm = AutoModelForMaskedLM.from_pretrained(w / "hf-mlm").eval()
+    enc = tok(rosita["texts"][:4], padding=True, return_tensors="pt")
+    assert torch.equal(enc["input_ids"], net["src_tokens"])  # the exported vocabulary is fairseq's order
+    with torch.no_grad():
+        hf = mlm(**enc).logits
+    keep = enc["attention_mask"].bool()
+    assert torch.allclose(hf[keep], fs[keep], atol=1e-4)
