@@ -270,9 +270,9 @@ class StudentTask(FairseqTask):
                 raise FileNotFoundError(f"--distillation-target is set but {npy} does not exist")
             else:
                 logger.info("no teacher logits for %s: gold labels only", split)
-        if target is None and "distill_target" not in dataset:
-            raise ValueError(f"{split}: neither gold labels ({self._path('label', split)}) nor "
-                             f"teacher logits: nothing to learn or evaluate")
+        if target is None and "distill_target" not in dataset and not getattr(self.cfg, "teacher_checkpoint", ""):
+            raise ValueError(f"{split}: neither gold labels ({self._path('label', split)}) nor teacher "
+                             f"logits nor a --teacher-checkpoint: nothing to learn or evaluate")
 
         sizes = sum(ds.sizes for ds in inputs)
         nested = NestedDictionaryDataset(dataset, sizes=[sizes])
