@@ -75,8 +75,12 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
     # the validation lines as they come (fairseq's own progress is in the log)
     tail -n +1 --pid=$pid -f "$log" 2>/dev/null | grep --line-buffered -E "\| valid on|done training" \
         | sed -u -E 's/.*\| (valid on|done training)/   \1/; s/\| (loss|kd_loss|ce_loss|ppl|wps|wpb|bsz|num_updates|best_[a-z]+) [^|]*//g' || true
-    wait $pid || true
-    [ -s "$save/checkpoint_best.pt" ] || { echo "training failed: see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
+    local rc=0
+    wait $pid || rc=$?
+    # a run killed mid-way must not pass for a finished one: the rerun resumes it
+    if [ $rc != 0 ] || [ ! -s "$save/checkpoint_best.pt" ]; then
+        echo "training failed: see $log" >&2; tail -n 20 "$log" >&2; exit 1
+    fi
 }
 
 finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE: fairseq's sentence_prediction

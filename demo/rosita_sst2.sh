@@ -30,11 +30,11 @@ case ${1:-} in
     --smoke) MODE=smoke ;;
     *) echo "unknown option: $1 (use --full or --smoke)" >&2; exit 2 ;;
 esac
-WORK=$BASE
+WORK=$BASE; [ $MODE = full ] && WORK=${BASE%/}-full  # demo/sst2.sh --full's work dir and teacher
 source "$REPO/demo/lib.sh"
 if [ ! -s "$WORK/report.json" ]; then
     step "0. the sparse-distillation demo first (its fine-tuned teacher is ROSITA's)"
-    main_flag=""; [ $MODE = smoke ] && main_flag=--smoke
+    main_flag=""; [ $MODE != default ] && main_flag=--$MODE
     WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" $main_flag
 fi
 lock_work "$WORK"
@@ -59,7 +59,8 @@ step "1. the augmented transfer set: D-BERT rules over the teacher's $(wc -l < t
 mkdir -p $R
 if todo $R/aug.txt; then
     if [ -s dbert/labelled/train.aug.txt ] && [ $SAMPLES = 10 ]; then  # demo/dbert_sst2.sh made it already
-        run aug-copy cp dbert/labelled/train.aug.txt $R/aug.txt
+        run aug-copy cp dbert/labelled/train.aug.txt $R/aug.txt.part
+        mv $R/aug.txt.part $R/aug.txt
     else
         run rosita-augment distill-augment --input teacher/ft.txt --output $R/aug.txt --samples-per-example $SAMPLES \
             --p-mask 0.1 --p-pos 0.1 --p-ngram 0.25 --ngram-max 5 --seed 1 --workers 2

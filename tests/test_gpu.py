@@ -15,7 +15,7 @@ from user_dir.inference.teacher import Teacher
 from user_dir.models.dan import FeatureBasedLinearModel
 from user_dir.preprocess.teacher_logits import teacher_logits_file
 
-from conftest import TRAIN_FLAGS, run
+from conftest import REPO, TRAIN_FLAGS, run
 from test_dan import cfg, make_dict, task
 from test_mixed_adam import Tiny, batches, fairseq_opt, loss_fn
 
@@ -109,3 +109,34 @@ def test_mixed_adam_steps_on_cuda_match_cpu():
     assert np.allclose(norms["cpu"], norms["cuda"], rtol=1e-5)
     for a, b in zip(cpu.parameters(), gpu.parameters()):
         assert torch.allclose(a, b.cpu(), atol=1e-6)
+
+
+def test_layerwise_kd_with_the_online_teacher_on_cuda_matches_cpu(finetuned_teacher):
+    """The teacher follows the student to the GPU; the loss is the CPU's (fp32), and --fp16 runs."""
+    from test_online_teacher import a_batch, setup
+
+    from user_dir.compress.encoder_checkpoint import arch_flags, load_encoder
+
+    ckpt = finetuned_teacher["dir"] / "checkpoint_best.pt"
+    data = finetuned_teacher["work"] / "data-bin"
+    student, _, args = load_encoder(str(ckpt))
+    flags = arch_flags(args) + ["--dropout", "0", "--attention-dropout", "0"]
+    losses = {}
+    for device in ("cpu", "cuda"):
+        task, model, targs = setup(data, ckpt, flags, "--hidden-weight", "1", "--attention-weight", "1",
+                                   "--layer-map", "0,2,3,4,5,6,6")
+        model.load_state_dict(student.state_dict())
+        model.to(device).eval()
+        criterion = task.build_criterion(targs)
+        sample = a_batch(task)
+        sample = {k: (v.to(device) if torch.is_tensor(v) else {a: b.to(device) for a, b in v.items()}
+                      if isinstance(v, dict) else v) for k, v in sample.items()}
+        loss, _, log = criterion(model, sample)
+        assert next(task.online_teacher.model.parameters()).device.type == device
+        losses[device] = (loss.item(), log["hidden_loss"].item(), log["attn_loss"].item())
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
+    proc = run(["fairseq-train", data, "--user-dir", REPO / "user_dir", "--task", "glue_distillation", "--num-classes", "2",
+                "--init-token", "0", *arch_flags(args), "--finetune-from-model", ckpt, "--teacher-checkpoint", ckpt,
+                "--criterion", "layerwise_distillation", "--fp16", "--optimizer", "adam", "--lr", "1e-5",
+                "--batch-size", "16", "--max-update", "3", "--no-save", "--num-workers", "0"])
+    assert "done training" in proc.stdout + proc.stderr

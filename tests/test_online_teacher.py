@@ -91,6 +91,14 @@ def test_width_mismatch_needs_a_projection(teacher_setup):
     loss, _, log = criterion(model, a_batch(task))
     loss.backward()
     assert criterion.projection.weight.grad is not None and log["hidden_loss"] > 0
+    # fairseq restores the criterion's state with the model: a checkpoint without any (a pruned
+    # model, --finetune-from-model) keeps the fresh projection; its own state comes back
+    fresh = criterion.projection.weight.detach().clone()
+    criterion.load_state_dict(None)
+    assert torch.equal(criterion.projection.weight, fresh)
+    saved = {k: v.clone() * 2 for k, v in criterion.state_dict().items()}
+    criterion.load_state_dict(saved)
+    assert torch.equal(criterion.projection.weight, saved["projection.weight"])
     args = parse(s["data"], "--teacher-checkpoint", s["ckpt"], *narrow, "--hidden-projection",
                  "--layer-map", "0,3,7")
     with pytest.raises(ValueError, match="names teacher states \\[7\\]"):
@@ -113,6 +121,9 @@ def test_teacher_refusals(teacher_setup, tmp_path):
     # the teacher's input format (<s> first) must be the student's
     with pytest.raises(ValueError, match="--init-token 0, this task has None"):
         glue_task(str(s["data"]), 2, teacher_checkpoint=str(s["ckpt"])).load_teacher()
+    with pytest.raises(ValueError, match="reads at most 512 tokens, the student's inputs have up to "
+                                         "--max-positions 600"):
+        glue_task(str(s["data"]), 2, init_token=0, max_positions=600, teacher_checkpoint=str(s["ckpt"])).load_teacher()
     with pytest.raises(FileNotFoundError, match="teacher checkpoint not found"):
         glue_task(str(s["data"]), 2, init_token=0, teacher_checkpoint=str(tmp_path / "none")).load_teacher()
     # hidden states need the teacher itself, not offline logits

@@ -85,6 +85,8 @@ def as_pruned_args(args, shapes: dict) -> argparse.Namespace:
     from ..models.pruned_roberta import pruned_roberta_base
 
     args = copy.deepcopy(args)
+    if getattr(args, "arch", None) not in ("hf_bert", "pruned_roberta") and getattr(args, "layer_norm_eps", None) is None:
+        args.layer_norm_eps = 1e-5  # fairseq's RoBERTa (hf_bert's default is BERT's 1e-12)
     args.arch = args._name = "pruned_roberta"
     args.encoder_layers = shapes["encoder_layers"]
     args.layer_heads = format_widths(shapes["layer_heads"])
@@ -148,7 +150,7 @@ def save_encoder(model, state: dict, args, output_dir: str, extra_files: dict = 
     del args.load_checkpoint_heads
     cfg = plain_config(state["cfg"])
     cfg["model"] = args
-    checkpoint = {"cfg": cfg, "args": None, "model": model.state_dict(), "extra_state": {},
+    checkpoint = {"cfg": cfg, "args": None, "model": model.state_dict(), "criterion": None, "extra_state": {},
                   "optimizer_history": [{"criterion_name": "none", "optimizer_name": "none",
                                          "lr_scheduler_state": {"best": None}, "num_updates": 0}],
                   "last_optimizer_state": None}

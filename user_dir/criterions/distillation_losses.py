@@ -76,18 +76,23 @@ def _positions(padding_mask: Optional[Tensor], batch: int, length: int, device) 
     return ~padding_mask.bool()
 
 
+def _count(keep: Tensor, padding_mask: Optional[Tensor]) -> int:
+    # without a mask the count is the shape's: no device-to-host sync per term
+    return keep.numel() if padding_mask is None else int(keep.sum())
+
+
 def hidden_mse(student: Tensor, teacher: Tensor, padding_mask: Optional[Tensor] = None) -> Term:
     """Squared error per element of ``[B, T, D]`` states (count: positions x D)."""
     keep = _positions(padding_mask, student.size(0), student.size(1), student.device)
     diff = (_f(student) - _f(teacher)).pow(2).sum(-1)
-    return Term(diff.masked_select(keep).sum(), int(keep.sum()) * student.size(-1))
+    return Term(diff.masked_select(keep).sum(), _count(keep, padding_mask) * student.size(-1))
 
 
 def cosine(student: Tensor, teacher: Tensor, padding_mask: Optional[Tensor] = None) -> Term:
     """1 - cos(s, t) per position (DistilBERT's cosine embedding loss with target 1)."""
     keep = _positions(padding_mask, student.size(0), student.size(1), student.device)
     cos = F.cosine_similarity(_f(student), _f(teacher), dim=-1)
-    return Term((1.0 - cos).masked_select(keep).sum(), int(keep.sum()))
+    return Term((1.0 - cos).masked_select(keep).sum(), _count(keep, padding_mask))
 
 
 def attention_mse(student: Tensor, teacher: Tensor, padding_mask: Optional[Tensor] = None) -> Term:
@@ -95,7 +100,7 @@ def attention_mse(student: Tensor, teacher: Tensor, padding_mask: Optional[Tenso
     B, H, T, _ = student.shape
     rows = _positions(padding_mask, B, T, student.device)[:, None, :].expand(B, H, T)
     diff = (_f(student) - _f(teacher)).pow(2).sum(-1)
-    return Term(diff.masked_select(rows).sum(), int(rows.sum()) * T)
+    return Term(diff.masked_select(rows).sum(), _count(rows, padding_mask) * T)
 
 
 def attention_kl(student: Tensor, teacher: Tensor, padding_mask: Optional[Tensor] = None,
@@ -105,7 +110,7 @@ def attention_kl(student: Tensor, teacher: Tensor, padding_mask: Optional[Tensor
     rows = _positions(padding_mask, B, T, student.device)[:, None, :].expand(B, H, T)
     t = _f(teacher)
     kl = (t * (torch.log(t + eps) - torch.log(_f(student) + eps))).sum(-1)
-    return Term(kl.masked_select(rows).sum(), int(rows.sum()))
+    return Term(kl.masked_select(rows).sum(), _count(rows, padding_mask))
 
 
 PREDICTION_LOSSES = {"kl": prediction_kl, "soft_ce": soft_cross_entropy, "mse": logit_mse}

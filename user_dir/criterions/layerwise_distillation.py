@@ -131,8 +131,15 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
         if cfg.hidden_weight > 0 or cfg.attention_weight > 0:
             self._check_layers(task)
 
+    def load_state_dict(self, state_dict, strict=True):
+        # a checkpoint without criterion state (a pruned model, a student trained without a
+        # projection): the projection starts fresh; fairseq's resume gives it back strictly
+        if not state_dict:
+            return
+        return super().load_state_dict(state_dict, strict=strict)
+
     def _check_layers(self, task) -> None:
-        teacher = getattr(task, "online_teacher", None)
+        teacher = task.load_teacher() if hasattr(task, "load_teacher") else getattr(task, "online_teacher", None)
         student = getattr(task, "student_shape", None)
         if teacher is None:
             raise ValueError("--hidden-weight/--attention-weight need the teacher's hidden states: pass "

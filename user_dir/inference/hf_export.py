@@ -90,6 +90,7 @@ def mlm_state(model) -> Optional[dict]:
         "cls.predictions.transform.LayerNorm.bias": lm.layer_norm.bias,
         "cls.predictions.decoder.weight": lm.weight,
         "cls.predictions.bias": lm.bias,
+        "cls.predictions.decoder.bias": lm.bias,  # transformers 5 adds this one (tied to .bias when tied)
     }.items()}
 
 
@@ -103,6 +104,9 @@ def bert_config(model, args, num_classes: int, classes, has_head: bool) -> dict:
     act = args.activation_fn
     if act not in ACTIVATIONS:
         raise ValueError(f"activation {act!r} has no Hugging Face equivalent")
+    lm_act = getattr(args, "lm_head_activation_fn", None)
+    if getattr(model.encoder, "lm_head", None) is not None and lm_act and lm_act != act:
+        raise ValueError(f"the LM head uses {lm_act}, the encoder {act}: BERT's head uses hidden_act for both")
     if has_head and getattr(args, "pooler_activation_fn", "tanh") != "tanh":
         raise ValueError("BERT's pooler is tanh; this head uses " + args.pooler_activation_fn)
     heads = args.encoder_attention_heads
@@ -157,6 +161,10 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     d = task.source_dictionary
     if len(d) != config["vocab_size"]:
         raise ValueError(f"{data}/input0/dict.txt has {len(d)} entries, the model's embedding {config['vocab_size']}")
+    if len(task.input_keys) > 1 and task.cfg.separator_token is not None:
+        raise ValueError(f"the student joins pairs with --separator-token {task.cfg.separator_token} "
+                         f"(<s> a </s> </s> b </s>); a BERT tokenizer gives [CLS] a [SEP] b [SEP]: train "
+                         f"without --separator-token to export")
     if task.cfg.init_token != d.bos():
         raise ValueError(f"the student reads --init-token {task.cfg.init_token}; BERT's [CLS] is <s> ({d.bos()})")
     os.makedirs(output_dir, exist_ok=True)

@@ -86,6 +86,9 @@ class GlueDistillationTask(StudentTask):
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"the teacher {teacher.path} was trained with {flag} {theirs}, this task "
                                  f"has {ours}: the teacher must read its own input format")
+        if teacher.model.max_positions() < cfg.max_positions:
+            raise ValueError(f"the teacher {teacher.path} reads at most {teacher.model.max_positions()} tokens, "
+                             f"the student's inputs have up to --max-positions {cfg.max_positions}: lower it")
         self.online_teacher = teacher
         return teacher
 
