@@ -146,7 +146,7 @@ transfer() {  # transfer NAME TEXT LABELS SAMPLES EPOCHS AUG_EPOCHS DAN_EPOCHS: 
         --student "DAN KD=$D/dan-kd:$D/dan-bin" \
         --student "DAN KD+aug=$D/dan-kd-aug:$D/dan-bin-aug" \
         --output $D/report --title "D-BERT on SST-2 ($name): augmentation, BiLSTM and DAN"
-    sed -n '/^model /,$p' "$WORK/logs/$name-report.log"
+    last_table "$WORK/logs/$name-report.log"
 }
 
 # the labelled set: the phrases the teacher was fine-tuned on (demo/sst2.sh step 3)

@@ -102,6 +102,10 @@ finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHAR
         --save-dir teacher/ckpt --no-epoch-checkpoints --log-format simple --log-interval 100
 }
 
+last_table() {  # last_table LOG: the report table of the last run in LOG (logs are appended to)
+    awk '/^model /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$1" | grep -v '^DEBUG:'
+}
+
 slice_logits() {  # slice_logits IN.npy OUT.npy N: the first N rows, written atomically (class order first)
     todo "$2" || return 0
     run "slice-$(basename "$2" .npy)" python -c "

@@ -133,4 +133,4 @@ if [ $MODE = smoke ]; then head -n $((DEV_ROWS + 1)) "$DATA/dev.tsv" > dev.tsv; 
 run report python "$REPO/demo/report.py" --dev "$DEV_TSV" --text-column 3 4 --label-column 0 \
     --teacher teacher/ckpt --student "BiLSTM siamese KD+aug=bilstm:bilstm-bin" \
     --student "DAN bi-encoder KD+aug=dan:dan-bin" --output report --title "Distillation on MRPC (pairs)"
-sed -n '/^model /,$p' "$WORK/logs/report.log"
+last_table "$WORK/logs/report.log"

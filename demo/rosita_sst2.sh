@@ -147,4 +147,4 @@ run rosita-report python "$REPO/demo/report.py" --dev "$DEV_TSV" --teacher teach
     --student "pruned, gold only=$R/baseline:teacher/data-bin" \
     --student "BERT(student) 6L=$R/bert-student:$R/copy-bin" \
     --output $R/report --title "ROSITA one-step pruning on SST-2 (MiniLM teacher)"
-sed -n '/^model /,$p' "$WORK/logs/rosita-report.log"
+last_table "$WORK/logs/rosita-report.log"

@@ -138,4 +138,4 @@ run predict distill-predict --checkpoint checkpoints/checkpoint_best.pt --data-b
 step "11. report: teacher vs student, raw text to label, this machine"
 run report python "$REPO/demo/report.py" --dev "$DEV_TSV" --teacher teacher/ckpt \
     --student "DAN=checkpoints:data-bin" --output report --title "Sparse distillation on SST-2"
-[ $MODE = dry ] || sed -n '/^model /,$p' "$WORK/logs/report.log"
+[ $MODE = dry ] || last_table "$WORK/logs/report.log"

@@ -305,3 +305,13 @@ def test_taylor_importance_against_finite_differences():
     expected += sum(abs(layer.fc2.weight[r, n].item()) * fd_abs_grad_sum(layer.fc2.weight, (r, n))
                     for r in range(16))
     assert scores["ffn"][1][n] == pytest.approx(expected, rel=1e-3)
+
+
+def test_export_refuses_ffn_widths_that_differ_by_layer():
+    from user_dir.inference.hf_export import bert_config
+
+    model = tiny_model(layer_ffn_dims="32,16,32")
+    with pytest.raises(ValueError, match="layer 1 has FFN width 16, layer 0 32"):
+        bert_config(model, tiny_args(), 3, ["a", "b", "c"], True)
+    config = bert_config(tiny_model(layer_heads="4,2,1"), tiny_args(), 3, ["a", "b", "c"], True)
+    assert config["intermediate_size"] == 32 and config["distill_kept_heads"] == {"0": 4, "1": 2, "2": 1}

@@ -139,3 +139,35 @@ def test_teacher_refusals(teacher_setup, tmp_path):
     args.init_token = None
     with pytest.raises(ValueError, match="pass --init-token 0"):
         tasks.setup_task(args).build_model(args)
+
+
+def test_offline_logits_serve_the_criterion_as_the_online_teacher(teacher_setup, tmp_path):
+    """A criterion does not care where the teacher's outputs come from: the teacher's logits saved
+    as DATA/distill/valid.npy give the prediction term the online teacher gives."""
+    from user_dir.data.teacher_targets import save_teacher_targets
+
+    s = teacher_setup
+    online, model, args = setup(s["data"], s["ckpt"], s["arch"], "--hidden-weight", "0", "--no-shuffle")
+    model.eval()
+    online.load_dataset("valid")
+    ds = online.dataset("valid")
+    rows = [ds[i] for i in range(len(ds))]
+    logits = online.teacher_outputs(ds.collater(rows)).logits
+    order = torch.tensor([r["id"] for r in rows])
+    data = tmp_path / "bin"
+    shutil.copytree(s["data"], data)
+    array = torch.empty_like(logits)
+    array[order] = logits
+    save_teacher_targets(str(data / "distill" / "valid.npy"), array.numpy(), ["0", "1"])
+    offline_args = parse(data, *s["arch"], "--distillation-target", "--hidden-weight", "0", "--no-shuffle")
+    from fairseq import tasks
+
+    offline = tasks.setup_task(offline_args)
+    offline.build_model(offline_args)
+    sample = a_batch(offline)
+    with pytest.raises(ValueError, match="offline logits have neither"):
+        offline.teacher_outputs(sample, hidden=True)
+    got = [task.build_criterion(a)(model, b)[2] for task, a, b in
+           ((online, args, a_batch(online)), (offline, offline_args, sample))]
+    assert got[0]["kd_loss"].item() == pytest.approx(got[1]["kd_loss"].item(), rel=1e-5)
+    assert got[0]["nagree"] == got[1]["nagree"]

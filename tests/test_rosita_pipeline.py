@@ -125,6 +125,13 @@ def test_setting2_and_baseline_mechanisms(rosita):
         a = copy_model(batch, features_only=True, classification_head_name=HEAD)[0]
         b = t.model(batch, features_only=True, classification_head_name=HEAD)[0]
     assert torch.allclose(a, b, atol=1e-5)
+    # a student initialised from a subset of the teacher's layers
+    run(["distill-prune", "--checkpoint", teacher, "--layers", "0,2,4", "--output", w / "layers024"])
+    sub = torch.load(w / "layers024" / "model.pt", weights_only=False)["model"]
+    full = torch.load(teacher, weights_only=False)["model"]
+    enc = "encoder.sentence_encoder.layers."
+    assert not any(k.startswith(enc + "3.") for k in sub)
+    assert all(torch.equal(sub[f"{enc}{i}.fc1.weight"], full[f"{enc}{j}.fc1.weight"]) for i, j in enumerate((0, 2, 4)))
     # BERT(student): the teacher distilled into the copy, prediction term only
     proc = run(train_flags(data, w / "s2-full", w / "copy", "--teacher-checkpoint", teacher,
                            "--criterion", "layerwise_distillation", "--hidden-weight", "0", *rosita["bpe"]))

@@ -94,12 +94,23 @@ class StudentHubInterface(nn.Module):
         return x
 
     @torch.inference_mode()
-    def logits(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
+    def logits(self, texts: Sequence[Text], batch_size: int = 1024, batch_tokens: int = 8192) -> np.ndarray:
+        """Token models take batches of similar lengths of at most ``batch_tokens`` padded tokens
+        (as the teacher's ``length_batches``); n-gram models ``batch_size`` texts at a time."""
         if not len(texts):
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        # token models: batches of similar lengths (little padding), original order restored
-        order = np.argsort([len(t) if isinstance(t, str) else sum(map(len, t)) for t in texts],
-                           kind="stable") if self.token_inputs else np.arange(len(texts))
+        if self.token_inputs:
+            from .teacher import length_batches
+
+            inputs = self.task.encode_examples(texts)
+            lengths = [sum(len(side[i]) for side in inputs) for i in range(len(texts))]
+            logits = np.empty((len(texts), len(self.classes)), dtype=np.float32)
+            for rows in length_batches(lengths, batch_tokens):
+                net_input = self.task.collate_ids(inputs, rows, self.device)
+                x, _ = self.model(**net_input, features_only=True, classification_head_name=self.head)
+                logits[rows] = x.float().cpu().numpy()
+            return logits
+        order = np.arange(len(texts))
         out = []
         for start in range(0, len(texts), batch_size):
             batch = [texts[i] for i in order[start:start + batch_size]]

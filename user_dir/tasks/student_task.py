@@ -298,6 +298,10 @@ class StudentTask(FairseqTask):
 
     def build_batch(self, texts: Sequence, device=None) -> dict:
         """The model's ``net_input`` for raw texts (strings, or ``(a, b)`` tuples for pairs)."""
+        return self.collate_ids(self.encode_examples(texts), device=device)
+
+    def encode_examples(self, texts: Sequence) -> List[List[torch.Tensor]]:
+        """Per model input (one, or two for a pair model), the ids of every text."""
         if len(self.input_keys) == 1:
             if any(not isinstance(t, str) for t in texts):
                 raise ValueError("this model classifies single texts: pass strings")
@@ -306,9 +310,15 @@ class StudentTask(FairseqTask):
             if any(isinstance(t, str) or len(t) != 2 for t in texts):
                 raise ValueError("this model classifies pairs: pass (text_a, text_b) tuples")
             sides = [[t[0] for t in texts], [t[1] for t in texts]]
+        return self.join_inputs([self.encode_texts(side) for side in sides])
+
+    def collate_ids(self, inputs: List[List[torch.Tensor]], rows=None, device=None) -> dict:
+        """``net_input`` of ``rows`` (default: all) of ``encode_examples``' output."""
         pad = self.source_dictionary.pad()
         net_input = {}
-        for i, ids in enumerate(self.join_inputs([self.encode_texts(side) for side in sides])):
+        for i, ids in enumerate(inputs):
+            if rows is not None:
+                ids = [ids[r] for r in rows]
             suffix = "" if i == 0 else str(i)
             net_input["src_tokens" + suffix] = data_utils.collate_tokens(ids, pad).to(device)
             net_input["src_lengths" + suffix] = torch.tensor([len(x) for x in ids], device=device)
