@@ -11,8 +11,8 @@
 # Every KD stage trains on the D-BERT-augmented transfer set (distill-augment over the
 # teacher's 20k labelled phrases, 10 new versions each), with no labels but the teacher's.
 #
-#   bash demo/rosita_sst2.sh           # about 90 minutes on 2 CPU cores: a sample of the
-#                                      # augmented set (KD_ROWS rows), one pass per KD stage
+#   bash demo/rosita_sst2.sh           # about 50 minutes on 2 CPU cores after demo/sst2.sh: a
+#                                      # sample of the augmented set (KD_ROWS rows), one pass per KD stage
 #   bash demo/rosita_sst2.sh --full    # ROSITA's schedule: all of it, 10 KD epochs (5 for BERT(student))
 #   bash demo/rosita_sst2.sh --smoke   # after demo/sst2.sh --smoke: the same steps, tiny settings
 #

@@ -142,6 +142,7 @@ def test_ngram_embeddings_from_the_teacher(imported_teacher, tmp_path):
     gone = str(tmp_path / "moved.pt")
     loading = task(d)
     loading.cfg = SimpleNamespace(max_positions=512, classification_head_name="h", num_classes=2)
+    loading.check_model_inputs = lambda cfg, transformer: None  # the task's hook (the DAN: nothing to check)
     model_cfg = OmegaConf.structured(cfg(encoder_embed_dim=384, embed_init=gone))
     with open_dict(model_cfg):
         model_cfg._name = "feature_based_linear_model"
