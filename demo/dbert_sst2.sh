@@ -27,15 +27,7 @@ done
 WORK=$BASE; [ $MODE = full ] && WORK=${BASE%/}-full
 source "$REPO/demo/lib.sh"
 
-if [ ! -s "$WORK/report.json" ]; then
-    step "0. the sparse-distillation demo first (teacher, its logits, n-gram vocabulary)"
-    main_flag=""; [ $MODE != default ] && main_flag=--$MODE
-    WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" $main_flag
-fi
-# after the main demo, which holds the lock while it runs
-lock_work "$WORK"
-cd "$WORK"
-DEV_TSV=$DATA/dev.tsv; [ $MODE = smoke ] && DEV_TSV=$WORK/dev.tsv  # the main demo's slice
+after_main_demo "teacher, its logits, n-gram vocabulary"
 AUG_DAN_EPOCHS=4; [ $MODE = smoke ] && AUG_DAN_EPOCHS=1
 TOKENIZER=teacher/base/tokenizer.json
 LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"

@@ -106,6 +106,18 @@ last_table() {  # last_table LOG: the report table of the last run in LOG (logs 
     awk '/^model /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$1" | grep -v '^DEBUG:'
 }
 
+after_main_demo() {  # after_main_demo WHY: run demo/sst2.sh (same mode) unless done, then hold WORK
+    if [ ! -s "$WORK/report.json" ]; then
+        step "0. the sparse-distillation demo first ($1)"
+        local main_flag=""; [ "$MODE" != default ] && main_flag=--$MODE
+        WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" $main_flag
+    fi
+    lock_work "$WORK"  # after the main demo, which holds the lock while it runs
+    cd "$WORK"
+    DEV_TSV=$DATA/dev.tsv; [ "$MODE" = smoke ] && DEV_TSV=$WORK/dev.tsv  # the main demo's slice
+    return 0
+}
+
 slice_logits() {  # slice_logits IN.npy OUT.npy N: the first N rows, written atomically (class order first)
     todo "$2" || return 0
     run "slice-$(basename "$2" .npy)" python -c "

@@ -32,14 +32,7 @@ case ${1:-} in
 esac
 WORK=$BASE; [ $MODE = full ] && WORK=${BASE%/}-full  # demo/sst2.sh --full's work dir and teacher
 source "$REPO/demo/lib.sh"
-if [ ! -s "$WORK/report.json" ]; then
-    step "0. the sparse-distillation demo first (its fine-tuned teacher is ROSITA's)"
-    main_flag=""; [ $MODE != default ] && main_flag=--$MODE
-    WORK=$BASE DATA=$DATA bash "$REPO/demo/sst2.sh" $main_flag
-fi
-lock_work "$WORK"
-cd "$WORK"
-DEV_TSV=$DATA/dev.tsv; [ $MODE = smoke ] && DEV_TSV=$WORK/dev.tsv  # the main demo's slice
+after_main_demo "its fine-tuned teacher is ROSITA's"
 TEACHER=teacher/ckpt/checkpoint_best.pt
 TOKENIZER=teacher/base/tokenizer.json
 LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"

@@ -88,22 +88,25 @@ class DistillationCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sample_size = total("sample_size")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        for part, count in (("kd_loss", "nkd"), ("ce_loss", "ngold")):
-            n = total(count)
-            if n:
-                metrics.log_scalar(part, total(part) / n / math.log(2), n, round=3)
-        ngold = total("ngold")
-        if ngold:
-            metrics.log_scalar("accuracy", 100.0 * total("ncorrect") / ngold, ngold, round=2)
-        nkd = total("nkd")
-        if nkd:
-            metrics.log_scalar("agreement", 100.0 * total("nagree") / nkd, nkd, round=2)
+        reduce_prediction_metrics(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def reduce_prediction_metrics(logging_outputs) -> None:
+    """loss, kd_loss, ce_loss (per sentence, base 2), accuracy (vs gold), agreement (vs teacher)."""
+    def total(key):
+        return sum(log.get(key, 0) for log in logging_outputs)
+
+    sample_size = total("sample_size")
+    metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
+    for part, count in (("kd_loss", "nkd"), ("ce_loss", "ngold")):
+        n = total(count)
+        if n:
+            metrics.log_scalar(part, total(part) / n / math.log(2), n, round=3)
+    for name, hits, count in (("accuracy", "ncorrect", "ngold"), ("agreement", "nagree", "nkd")):
+        n = total(count)
+        if n:
+            metrics.log_scalar(name, 100.0 * total(hits) / n, n, round=2)

@@ -25,7 +25,6 @@ missing layer, widths that differ without a projection, or head counts that
 differ for the attention term are refused when training starts.
 """
 
-import math
 from dataclasses import dataclass, field
 from typing import List
 
@@ -35,6 +34,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
 from ..models.transformer_outputs import classifier_outputs
+from .distillation import reduce_prediction_metrics
 from .distillation_losses import ATTENTION_LOSSES, HIDDEN_LOSSES, cross_entropy, prediction_loss, weighted
 
 LAYER_MAP_RULES = ("drop", "uniform", "bottom")
@@ -215,21 +215,12 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sample_size = total("sample_size")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        for part, count in (("kd_loss", "nkd"), ("ce_loss", "ngold")):
-            n = total(count)
-            if n:
-                metrics.log_scalar(part, total(part) / n / math.log(2), n, round=3)
-        for part in ("hidden_loss", "attn_loss"):
+        reduce_prediction_metrics(logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        for part in ("hidden_loss", "attn_loss"):  # means per sentence of the layers' summed terms
             if any(part in log for log in logging_outputs):
-                metrics.log_scalar(part, total(part) / max(sample_size, 1), sample_size, round=4)
-        for name, hits, n in (("accuracy", "ncorrect", "ngold"), ("agreement", "nagree", "nkd")):
-            if total(n):
-                metrics.log_scalar(name, 100.0 * total(hits) / total(n), total(n), round=2)
+                value = sum(log.get(part, 0) for log in logging_outputs)
+                metrics.log_scalar(part, value / max(sample_size, 1), sample_size, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
