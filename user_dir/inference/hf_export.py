@@ -144,12 +144,12 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     """Write ``output_dir`` (config.json, vocab.txt, tokenizer files, model.safetensors last)."""
     from safetensors.torch import save_file
 
-    from ..compress.encoder_checkpoint import load_encoder
+    from ..compress.encoder_checkpoint import as_pruned_args, model_args
     from .hub_interface import StudentHubInterface
 
     hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint), data)
     model, task = hub.model, hub.task
-    _, _, args = load_encoder(checkpoint)  # the architecture's args as pruned_roberta
+    args = as_pruned_args(model_args(hub.cfg), layer_shapes(model))  # the loaded model's, not a second load
     classes = list(task.classes)
     state = bert_state(model, hub.head, len(classes))
     config = bert_config(model, args, len(classes), classes, True)

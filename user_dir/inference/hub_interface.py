@@ -110,14 +110,9 @@ class StudentHubInterface(nn.Module):
                 x, _ = self.model(**net_input, features_only=True, classification_head_name=self.head)
                 logits[rows] = x.float().cpu().numpy()
             return logits
-        order = np.arange(len(texts))
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start:start + batch_size]]
-            out.append(self._batch_logits(batch).float().cpu().numpy())
-        logits = np.empty((len(texts), len(self.classes)), dtype=np.float32)
-        logits[order] = np.concatenate(out)
-        return logits
+        out = [self._batch_logits(texts[start:start + batch_size]).float().cpu().numpy()
+               for start in range(0, len(texts), batch_size)]
+        return np.concatenate(out)
 
     def predict_proba(self, texts: Sequence[Text], batch_size: int = 1024) -> np.ndarray:
         logits = self.logits(texts, batch_size)
