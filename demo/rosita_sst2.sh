@@ -6,13 +6,14 @@
 # rank 128 of 384 (truncated SVD). Then, with the teacher running inside training:
 #   setting 1: prune the fine-tuned teacher, one-stage KD (prediction + hidden states);
 #   setting 2: distill the teacher into a full-size copy of itself first (ROSITA's
-#              "BERT(student)", prediction only), prune that, then the same KD;
+#              "BERT(student)", prediction only), prune that, then the same KD with
+#              BERT(student) as the teacher (as ROSITA's config_setting2);
 #   baseline:  the pruned teacher fine-tuned on gold labels, no KD.
 # Every KD stage trains on the D-BERT-augmented transfer set (distill-augment over the
 # teacher's 20k labelled phrases, 10 new versions each), with no labels but the teacher's.
 #
-#   bash demo/rosita_sst2.sh           # about 50 minutes on 2 CPU cores after demo/sst2.sh: a
-#                                      # sample of the augmented set (KD_ROWS rows), one pass per KD stage
+#   bash demo/rosita_sst2.sh           # about 110 minutes on 2 CPU cores after demo/sst2.sh: one
+#                                      # pass over the augmented set per KD stage (BERT(student): a sample)
 #   bash demo/rosita_sst2.sh --full    # ROSITA's schedule: all of it, 10 KD epochs (5 for BERT(student))
 #   bash demo/rosita_sst2.sh --smoke   # after demo/sst2.sh --smoke: the same steps, tiny settings
 #
@@ -38,9 +39,9 @@ TOKENIZER=teacher/base/tokenizer.json
 LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"
 R=rosita
 
-# KD_ROWS: rows of the augmented set each KD stage sees (a random sample, seed 1; the originals
-# can be drawn like any other row). LR: the pruned students'; BERT(student) uses ROSITA's 2e-5.
-SAMPLES=10; KD_ROWS=60000; KD_EPOCHS=1; COPY_EPOCHS=1; COPY_ROWS=20000; GOLD_EPOCHS=3
+# KD_ROWS: rows of the augmented set each KD stage sees (0: all; else a random sample, seed 1, the
+# originals drawn like any other row). LR: the pruned students'; BERT(student) uses ROSITA's 2e-5.
+SAMPLES=10; KD_ROWS=0; KD_EPOCHS=1; COPY_EPOCHS=1; COPY_ROWS=20000; GOLD_EPOCHS=3
 SCORE_ROWS=4000; LR=1e-4; BATCH=32
 case $MODE in
     full) KD_ROWS=0; KD_EPOCHS=10; COPY_ROWS=0; COPY_EPOCHS=5; GOLD_EPOCHS=5; SCORE_ROWS=0 ;;
@@ -107,7 +108,7 @@ student() {  # student NAME DATA MODEL-DIR EPOCHS ROWS LR CRITERION-FLAGS...: fa
         --save-dir $R/$name --no-epoch-checkpoints --log-format simple --log-interval 100 "$@"
     touch $R/$name/done
 }
-KD="--teacher-checkpoint $WORK/$TEACHER --criterion layerwise_distillation --prediction-loss soft_ce"
+KD="--criterion layerwise_distillation --prediction-loss soft_ce"
 KD_ROWS_N=$(wc -l < $R/kd.txt); COPY_ROWS_N=$(wc -l < $R/copy.txt); GOLD_ROWS=$(wc -l < teacher/ft.txt)
 
 step "3. Taylor importance of the teacher's heads and FFN neurons (gold labels, $SCORE_ROWS training phrases)"
@@ -118,20 +119,22 @@ todo $R/teacher.importance.json && run importance-teacher distill-importance --c
 step "4. setting 1: prune the teacher in one step, then one-stage KD on the augmented set"
 todo $R/pruned1/model.pt && run prune-1 distill-prune --checkpoint $TEACHER --importance $R/teacher.importance.json \
     $SHAPE --output $R/pruned1
-student s1 $R/kd-bin $R/pruned1 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1
+student s1 $R/kd-bin $R/pruned1 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 --teacher-checkpoint "$WORK/$TEACHER"
 
 step "5. baseline: the same pruned model fine-tuned on the gold labels ($GOLD_ROWS phrases), no teacher"
 student baseline teacher/data-bin $R/pruned1 $GOLD_EPOCHS $GOLD_ROWS $LR --criterion distillation
 
-step "6. setting 2: BERT(student), the teacher distilled into a copy of itself (prediction only)"
+step "6. setting 2: BERT(student), the teacher distilled into a copy of itself (prediction only); pruned, it learns from it"
 todo $R/copy/model.pt && run copy distill-prune --checkpoint $TEACHER --output $R/copy
-student bert-student $R/copy-bin $R/copy $COPY_EPOCHS $COPY_ROWS_N 2e-5 $KD --hidden-weight 0
+student bert-student $R/copy-bin $R/copy $COPY_EPOCHS $COPY_ROWS_N 2e-5 $KD --hidden-weight 0 \
+    --teacher-checkpoint "$WORK/$TEACHER"
 todo $R/bert-student.importance.json && run importance-bert-student distill-importance \
     --checkpoint $R/bert-student/checkpoint_best.pt --data $R/kd-bin --loss soft_ce \
     --teacher-checkpoint $TEACHER $score_flag --output $R/bert-student.importance.json
 todo $R/pruned2/model.pt && run prune-2 distill-prune --checkpoint $R/bert-student/checkpoint_best.pt \
     --importance $R/bert-student.importance.json $SHAPE --output $R/pruned2
-student s2 $R/kd-bin $R/pruned2 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1
+student s2 $R/kd-bin $R/pruned2 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 \
+    --teacher-checkpoint "$WORK/$R/bert-student/checkpoint_best.pt"
 
 step "7. report: the teacher and every student from raw dev text to labels, on this machine"
 run rosita-report python "$REPO/demo/report.py" --dev "$DEV_TSV" --teacher teacher/ckpt \

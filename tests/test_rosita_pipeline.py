@@ -1,8 +1,8 @@
 """ROSITA's one-step mechanisms through the real commands, on the MiniLM teacher and an SST-2 slice.
 
 importance -> prune -> fairseq-train with the online teacher (setting 1), the
-teacher distilled into a copy of itself first (setting 2), the no-KD pruned
-baseline; then distill-predict and distill-export-hf, checked against
+teacher distilled into a copy of itself first, then pruned and distilled from that
+copy (setting 2), the no-KD pruned baseline; then distill-predict and distill-export-hf, checked against
 independent computations (the sentence_prediction encoding of ``Teacher``,
 Hugging Face ``transformers``).
 """
@@ -141,7 +141,9 @@ def test_setting2_and_baseline_mechanisms(rosita):
          "--loss", "soft_ce", "--teacher-checkpoint", teacher, "--max-sentences", "32", "--output", w / "imp2.json"])
     run(["distill-prune", "--checkpoint", w / "s2-full" / "checkpoint_best.pt", "--importance", w / "imp2.json",
          "--num-layers", "4", "--keep-heads", "6", "--ffn-dim", "768", "--output", w / "pruned2"])
-    proc = run(train_flags(data, w / "s2", w / "pruned2", "--teacher-checkpoint", teacher,
+    # ROSITA's setting 2 distils the pruned BERT(student) from BERT(student) itself
+    bert_student = w / "s2-full" / "checkpoint_best.pt"
+    proc = run(train_flags(data, w / "s2", w / "pruned2", "--teacher-checkpoint", bert_student,
                            "--criterion", "layerwise_distillation", "--attention-weight", "1",
                            "--attention-average-heads", "--max-update", "2", *rosita["bpe"]))
     assert logged("attn_loss", proc) and logged("hidden_loss", proc)

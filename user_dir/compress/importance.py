@@ -39,33 +39,48 @@ def tracked_weights(model):
             for layer in model.encoder.sentence_encoder.layers]
 
 
+def structure_scores(model) -> list:
+    """``[(head scores [H], FFN neuron scores [F]) per layer]``: sum of |w * w.grad| per structure.
+
+    The scored weights' gradients must be set (one batch's, or one update's).  With the weights
+    fixed, summing these over batches is |w| * sum_b |g_b|; iterative pruning sums them over the
+    updates of a period, each with the weights of its step.
+    """
+    out = []
+    for layer in model.encoder.sentence_encoder.layers:
+        attn = layer.self_attn
+        w_out, w1, w2 = attn.out_proj.weight, layer.fc1.weight, layer.fc2.weight
+        per_col = (w_out.detach() * w_out.grad).abs().sum(0)  # [H * head_dim]
+        heads = per_col.view(attn.num_heads, attn.head_dim).sum(-1)
+        ffn = (w1.detach() * w1.grad).abs().sum(1) + (w2.detach() * w2.grad).abs().sum(0)
+        out.append((heads, ffn))
+    return out
+
+
 def taylor_importance(model, batches: Iterable, loss_fn: Callable, progress=None) -> dict:
     """``{"heads": [[...]], "ffn": [[...]], "batches": n, "sentences": n}`` for ``model``.
 
     ``loss_fn(model, sample)`` returns the batch's (mean) loss.
     """
-    weights = tracked_weights(model)
-    acc = [[torch.zeros_like(w) for w in layer] for layer in weights]
+    weights = [w for layer in tracked_weights(model) for w in layer]
+    acc = None
     was_training = model.training
     model.eval()
     grads = {}
     for p in model.parameters():
         grads[p] = p.requires_grad
         p.requires_grad_(False)
-    for layer in weights:  # gradients for the scored weights only
-        for w in layer:
-            w.requires_grad_(True)
+    for w in weights:  # gradients for the scored weights only
+        w.requires_grad_(True)
     n_batches = n_sentences = 0
     try:
         for sample in batches:
-            for layer in weights:
-                for w in layer:
-                    w.grad = None
+            for w in weights:
+                w.grad = None
             loss = loss_fn(model, sample)
             loss.backward()
-            for layer, sums in zip(weights, acc):
-                for w, s in zip(layer, sums):
-                    s += w.grad.abs()
+            scores = structure_scores(model)
+            acc = scores if acc is None else [(h + sh, f + sf) for (h, f), (sh, sf) in zip(acc, scores)]
             n_batches += 1
             n_sentences += sample["nsentences"]
             if progress is not None:
@@ -77,13 +92,8 @@ def taylor_importance(model, batches: Iterable, loss_fn: Callable, progress=None
         model.train(was_training)
     if not n_batches:
         raise ValueError("no batches to score: the split is empty")
-    heads, ffn = [], []
-    for layer, (w_out, w1, w2), (g_out, g1, g2) in zip(model.encoder.sentence_encoder.layers, weights, acc):
-        attn = layer.self_attn
-        per_col = (w_out.detach().abs() * g_out).sum(0)  # [H * head_dim]
-        heads.append(per_col.view(attn.num_heads, attn.head_dim).sum(-1).tolist())
-        ffn.append(((w1.detach().abs() * g1).sum(1) + (w2.detach().abs() * g2).sum(0)).tolist())
-    return {"heads": heads, "ffn": ffn, "batches": n_batches, "sentences": int(n_sentences)}
+    return {"heads": [h.tolist() for h, _ in acc], "ffn": [f.tolist() for _, f in acc],
+            "batches": n_batches, "sentences": int(n_sentences)}
 
 
 def save_importance(path: str, scores: dict, **meta) -> None:

@@ -22,7 +22,9 @@ teacher layer, which is TinyBERT's uniform skip when L_s divides L_t),
 With ``--hidden-projection`` a learned linear map takes the student's width
 to the teacher's (it is saved with the checkpoint).  A map that names a
 missing layer, widths that differ without a projection, or head counts that
-differ for the attention term are refused when training starts.
+differ for the attention term are refused when training starts.  Under
+iterative depth pruning the map follows the student's depth (recomputed from
+the rule when a layer goes, as ROSITA does every batch).
 """
 
 from dataclasses import dataclass, field
@@ -147,6 +149,11 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
         if student is None:
             raise ValueError("layer-wise distillation needs a transformer student (hf_bert, pruned_roberta)")
         t = teacher.shape
+        self.teacher_layers = t["layers"]
+        pruning = getattr(getattr(task, "cfg", None), "iterative_pruning", "none")
+        if pruning == "depth" and self.cfg.layer_map not in LAYER_MAP_RULES:
+            raise ValueError("--iterative-pruning depth removes student layers while training: give "
+                             "--layer-map as a rule (drop, uniform, bottom), not a list")
         self.mapping = layer_map(self.cfg.layer_map, student["layers"], t["layers"])
         if student["dim"] != t["dim"]:
             if not self.cfg.hidden_projection:
@@ -154,6 +161,9 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
                                  f"pass --hidden-projection to learn a map between them")
             self.projection = nn.Linear(student["dim"], t["dim"])
         if self.cfg.attention_weight > 0:
+            if pruning == "width" and not self.cfg.attention_average_heads:
+                raise ValueError("--iterative-pruning width removes heads while training: pass "
+                                 "--attention-average-heads to compare averaged maps")
             for si, ti in enumerate(self.mapping[1:], start=1):
                 if ti == 0:
                     raise ValueError(f"--layer-map maps student layer {si} to the teacher's embedding "
@@ -167,6 +177,10 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
         cfg = self.cfg
         hidden, attention = cfg.hidden_weight > 0, cfg.attention_weight > 0
         tokens = sample["net_input"]["src_tokens"]
+        if self.mapping is not None:  # iterative depth pruning removes student layers as it trains
+            layers = len(model.encoder.sentence_encoder.layers)
+            if len(self.mapping) != layers + 1:
+                self.mapping = layer_map(cfg.layer_map, layers, self.teacher_layers)
         s = classifier_outputs(model, tokens, self.head, hidden=hidden, attention=attention)
         t = self.task.teacher_outputs(sample, hidden=hidden, attention=attention)
         logits = s.logits.float()

@@ -117,6 +117,59 @@ def layer_shapes(model) -> dict:
     }
 
 
+def record_shapes(model) -> dict:
+    """Write the model's current shapes into its args (what a checkpoint saved next records)."""
+    shapes = layer_shapes(model)
+    args = getattr(model, "args", None)
+    if args is not None:
+        args.encoder_layers = shapes["encoder_layers"]
+        args.layer_heads = format_widths(shapes["layer_heads"])
+        args.layer_ffn_dims = format_widths(shapes["layer_ffn_dims"])
+        args.embed_rank = shapes["embed_rank"]
+    return shapes
+
+
+def state_shapes(state_dict: dict, head_dim: int) -> dict:
+    """The shapes a pruned_roberta state dict holds (``layer_shapes`` of the model that saved it)."""
+    prefix = "encoder.sentence_encoder."
+    layers = sorted({int(k[len(prefix) + 7:].split(".")[0]) for k in state_dict if k.startswith(prefix + "layers.")})
+    emb = state_dict.get(prefix + "embed_tokens.embed.weight")
+    return {
+        "encoder_layers": len(layers),
+        "layer_heads": [state_dict[f"{prefix}layers.{i}.self_attn.q_proj.weight"].shape[0] // head_dim
+                        for i in layers],
+        "layer_ffn_dims": [state_dict[f"{prefix}layers.{i}.fc1.weight"].shape[0] for i in layers],
+        "embed_rank": emb.shape[1] if emb is not None else 0,
+    }
+
+
+def shrink_to_state(model, state_dict: dict) -> None:
+    """Cut ``model`` to the (smaller) shapes of ``state_dict`` before loading it: a checkpoint saved
+    after an iterative pruning step, by a run whose flags give the shapes it started from."""
+    enc = model.encoder.sentence_encoder
+    mine = layer_shapes(model)
+    theirs = state_shapes(state_dict, enc.layers[0].self_attn.head_dim)
+    if theirs == mine or not theirs["encoder_layers"]:
+        return
+    if theirs["encoder_layers"] > mine["encoder_layers"] or theirs["embed_rank"] > mine["embed_rank"] or any(
+            a > b for key in ("layer_heads", "layer_ffn_dims") for a, b in zip(theirs[key], mine[key])):
+        return  # not a pruned version of this model: load_state_dict names the mismatch
+    from ..compress.iterative import drop_top_layers, keep_ffn_inplace, keep_heads_inplace, keep_rank_inplace
+
+    drop_top_layers(model, theirs["encoder_layers"])
+    for layer, h, f in zip(enc.layers, theirs["layer_heads"], theirs["layer_ffn_dims"]):
+        if h < layer.self_attn.num_heads:  # which ones does not matter: the weights are overwritten
+            keep_heads_inplace(layer.self_attn, range(h))
+        if f < layer.fc1.out_features:
+            keep_ffn_inplace(layer, range(f))
+    if theirs["embed_rank"] < mine["embed_rank"]:
+        keep_rank_inplace(enc.embed_tokens, theirs["embed_rank"])
+    record_shapes(model)
+
+
+PRUNER_STATE = "iterative_pruning._extra_state"
+
+
 @register_model("pruned_roberta")
 class PrunedRobertaModel(HFBertModel):
     @staticmethod
@@ -147,6 +200,15 @@ class PrunedRobertaModel(HFBertModel):
                 raise ValueError(f"--embed-rank must be in 1..{args.encoder_embed_dim}, got {args.embed_rank}")
             factorize_embedding(model.encoder, args.embed_rank)
         return model
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        shrink_to_state(self, state_dict)
+        pruner = getattr(self, "iterative_pruning", None)
+        if pruner is None:
+            state_dict.pop(PRUNER_STATE, None)  # a checkpoint from the middle of iterative pruning
+        elif PRUNER_STATE not in state_dict:
+            state_dict[PRUNER_STATE] = pruner.get_extra_state()  # the pruning starts here
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 @register_model_architecture("pruned_roberta", "pruned_roberta")

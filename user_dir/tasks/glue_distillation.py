@@ -31,7 +31,9 @@ from typing import Optional
 
 import torch
 from fairseq.data import ConcatSentencesDataset, PrependTokenDataset, TruncateDataset, encoders
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
+from omegaconf import II
 
 from .online_teacher import OnlineTeacher
 from .student_task import StudentTask, StudentTaskConfig
@@ -58,6 +60,30 @@ class GlueDistillationConfig(StudentTaskConfig):
                                       "run inside training, frozen: its logits, hidden states and attention "
                                       "maps for the criterion; its dictionary must be input0/dict.txt's"}
     )
+    # iterative pruning during training (ROSITA's settings 3 and 4; user_dir/compress/iterative.py)
+    iterative_pruning: ChoiceEnum(["none", "width", "depth"]) = field(
+        default="none", metadata={"help": "prune a pruned_roberta student while it trains: width (one head per "
+                                          "layer per step, FFN width and embedding rank linearly to their "
+                                          "targets, by Taylor importance of the period) or depth (the top "
+                                          "layer per step)"}
+    )
+    prune_period: float = field(
+        default=0.1, metadata={"help": "share of training within which the pruning steps are evenly spread "
+                                       "(ROSITA's prun_period_proportion); then training goes on at the "
+                                       "final shape"}
+    )
+    prune_total_updates: int = field(
+        default=0, metadata={"help": "updates of the whole run the share is taken of (0: --max-update)"}
+    )
+    target_heads: int = field(default=0, metadata={"help": "width mode: attention heads per layer at the end"})
+    target_ffn_dim: int = field(default=0, metadata={"help": "width mode: FFN width at the end (0: kept)"})
+    target_embed_rank: int = field(
+        default=0, metadata={"help": "width mode: rank of the (already factorised) word embedding at the end "
+                                     "(0: kept)"}
+    )
+    target_layers: int = field(default=0, metadata={"help": "depth mode: layers at the end (the bottom ones)"})
+    max_update: int = II("optimization.max_update")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
 @register_task("glue_distillation", dataclass=GlueDistillationConfig)
@@ -100,7 +126,22 @@ class GlueDistillationTask(StudentTask):
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:
             self.load_teacher()
+            if self.cfg.iterative_pruning != "none":
+                from ..compress.iterative import attach_pruner
+
+                attach_pruner(model, self.cfg)
         return model
+
+    def optimizer_step(self, optimizer, model, update_num):
+        pruner = getattr(model, "iterative_pruning", None)
+        if pruner is None:
+            return super().optimizer_step(optimizer, model, update_num)
+        pruner.accumulate(model)
+        optimizer.step()
+        if pruner.after_update(model, optimizer, update_num + 1) is not None:
+            from ..models.transformer_outputs import transformer_shape
+
+            self.student_shape = transformer_shape(model)
 
     @classmethod
     def setup_inputs(cls, cfg, data_dict) -> dict:
@@ -178,7 +219,8 @@ def glue_task(data: str, num_classes: int, **fields) -> GlueDistillationTask:
     # the flags fairseq-train interpolates from other groups
     for name, value in (("classification_head_name", "sentence_classification_head"),
                         ("train_subset", "train"), ("seed", 1), ("fp16", False), ("bf16", False),
-                        ("memory_efficient_fp16", False), ("cpu", False)):
+                        ("memory_efficient_fp16", False), ("cpu", False), ("max_update", 0),
+                        ("distributed_world_size", 1)):
         cfg[name] = value
     cfg.data, cfg.num_classes = data, num_classes
     for name, value in fields.items():
