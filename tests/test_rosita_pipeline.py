@@ -167,3 +167,96 @@ def test_setting2_and_baseline_mechanisms(rosita):
         hf = mlm(**enc).logits
     keep = enc["attention_mask"].bool()
     assert torch.allclose(hf[keep], fs[keep], atol=1e-4)
+
+
+def pruning_log(checkpoint):
+    state = torch.load(checkpoint, weights_only=False)
+    return state, state["model"]["iterative_pruning._extra_state"]
+
+
+def predicts_and_exports(rosita, save, out):
+    """The checkpoint reloads with no other input, predicts, and Hugging Face computes the same."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    hub = StudentHubInterface.from_pretrained(str(save), "checkpoint_last.pt", str(rosita["data"]))
+    hub_logits = hub.logits(rosita["texts"][:16])
+    run(["distill-export-hf", "--checkpoint", save / "checkpoint_last.pt", "--data-bin", rosita["data"],
+         "--output", out])
+    tok = AutoTokenizer.from_pretrained(out)
+    hf = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        hf_logits = hf(**tok(rosita["texts"][:16], padding=True, return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(hf_logits, hub_logits, atol=1e-4)
+
+
+def start_model(rosita, name, *flags):
+    """A pruned_roberta start of the teacher (distill-prune with these flags), made once."""
+    out = rosita["work"] / name
+    if not (out / "model.pt").exists():
+        run(["distill-prune", "--checkpoint", rosita["teacher"], *flags, "--output", out])
+    return out
+
+
+def test_iterative_width_and_depth_pruning_through_fairseq_train(rosita):
+    w, teacher, data = rosita["work"], rosita["teacher"], rosita["data"]
+    # setting 3's start: fewer layers, the embedding factorised at full rank (exact)
+    cut4 = start_model(rosita, "cut4", "--num-layers", "4", "--embed-rank", "384")
+    width = ["--iterative-pruning", "width", "--target-heads", "10", "--target-ffn-dim", "1024",
+             "--target-embed-rank", "256", "--prune-period", "0.5"]
+    proc = run(train_flags(data, w / "width", cut4, "--teacher-checkpoint", teacher, "--criterion",
+                           "layerwise_distillation", "--hidden-weight", "1", *width, "--max-update", "8",
+                           *rosita["bpe"]))
+    # 2 steps within half of 8 updates: after updates 2 and 4
+    out = proc.stdout + proc.stderr
+    assert "pruning step 1 of 2 after update 2" in out and "pruning step 2 of 2 after update 4" in out
+    state, pruner = pruning_log(w / "width" / "checkpoint_last.pt")
+    assert [(e["update"], e["shapes"]["layer_heads"], e["shapes"]["layer_ffn_dims"], e["embed_rank"])
+            for e in pruner["log"]] == [(2, [11] * 4, [1280] * 4, 320), (4, [10] * 4, [1024] * 4, 256)]
+    # step 2 keeps 10 of the 11 heads step 1 left: increasing indices into those 11
+    assert all(len(h) == 10 and h == sorted(set(h)) and h[-1] <= 10 for h in pruner["log"][1]["heads"])
+    model_args = state["cfg"]["model"]
+    # the config a checkpoint saves records the shape the model has (hub, distill-predict, export read it)
+    assert (model_args.layer_heads, model_args.layer_ffn_dims, model_args.embed_rank) == \
+        ("10,10,10,10", "1024,1024,1024,1024", 256)
+    enc = "encoder.sentence_encoder."
+    assert state["model"][enc + "layers.3.self_attn.q_proj.weight"].shape == (320, 384)
+    assert state["model"][enc + "embed_tokens.embed.weight"].shape[1] == 256
+    predicts_and_exports(rosita, w / "width", w / "width-hf")
+
+    # depth: the top layer per step, 6 -> 4, the hidden-state map following the student's depth
+    proc = run(train_flags(data, w / "depth", start_model(rosita, "full"), "--teacher-checkpoint", teacher, "--criterion",
+                           "layerwise_distillation", "--hidden-weight", "1", "--layer-map", "bottom",
+                           "--iterative-pruning", "depth", "--target-layers", "4", "--prune-period", "0.5",
+                           "--max-update", "4", *rosita["bpe"]))
+    state, pruner = pruning_log(w / "depth" / "checkpoint_last.pt")
+    assert [(e["update"], e["layers"]) for e in pruner["log"]] == [(1, 5), (2, 4)]
+    assert not any(k.startswith(enc + "layers.4.") for k in state["model"]) and state["cfg"]["model"].encoder_layers == 4
+    assert logged("hidden_loss", proc)
+    predicts_and_exports(rosita, w / "depth", w / "depth-hf")
+
+
+def test_iterative_pruning_resumes_exactly(rosita):
+    """Stopped mid-period after a pruning step and resumed: the run an uninterrupted one makes."""
+    w, teacher, data = rosita["work"], rosita["teacher"], rosita["data"]
+    cut4 = start_model(rosita, "cut4", "--num-layers", "4", "--embed-rank", "384")
+    flags = ["--teacher-checkpoint", teacher, "--criterion", "layerwise_distillation", "--hidden-weight", "1",
+             "--iterative-pruning", "width", "--target-heads", "10", "--target-ffn-dim", "1024",
+             "--prune-period", "1", "--prune-total-updates", "6", *rosita["bpe"]]
+    run(train_flags(data, w / "whole", cut4, *flags, "--max-update", "6"))
+    # stops after update 4: one step done (after 3), one update of the next period's scores saved
+    run(train_flags(data, w / "parts", cut4, *flags, "--max-update", "4"))
+    _, pruner = pruning_log(w / "parts" / "checkpoint_last.pt")
+    assert pruner["done"] == 1 and pruner["scores"] is not None
+    proc = run(train_flags(data, w / "parts", cut4, *flags, "--max-update", "6"))
+    assert "checkpoint_last.pt (epoch 1 @ 4 updates)" in proc.stdout + proc.stderr  # resumed, not restarted
+    a, pa = pruning_log(w / "whole" / "checkpoint_last.pt")
+    b, pb = pruning_log(w / "parts" / "checkpoint_last.pt")
+    assert pa["log"] == pb["log"] and pa["done"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        if torch.is_tensor(v):
+            torch.testing.assert_close(b["model"][k], v, atol=1e-6, rtol=0, msg=k)
+    moments = lambda s: [t for st in s["last_optimizer_state"]["state"].values() for t in st.values()
+                         if torch.is_tensor(t) and t.dim()]
+    for x, y in zip(moments(a), moments(b)):
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0)

@@ -268,10 +268,11 @@ def attach_pruner(model, cfg) -> IterativePruner:
         raise ValueError("--iterative-pruning changes parameter shapes, which DDP's gradient buckets cannot "
                          "follow: train on one device")
     total = cfg.prune_total_updates or cfg.max_update
-    steps = schedule(cfg.iterative_pruning, layer_shapes(model), total, cfg.prune_period, cfg.target_heads,
+    mode = str(cfg.iterative_pruning)  # a plain string in the checkpoint, not the flag's enum
+    steps = schedule(mode, layer_shapes(model), total, cfg.prune_period, cfg.target_heads,
                      cfg.target_ffn_dim, cfg.target_embed_rank, cfg.target_layers)
-    model.iterative_pruning = IterativePruner(steps, cfg.iterative_pruning)
-    logger.info("iterative %s pruning: %d steps, after updates %s; final shape: %s", cfg.iterative_pruning,
+    model.iterative_pruning = IterativePruner(steps, mode)
+    logger.info("iterative %s pruning: %d steps, after updates %s; final shape: %s", mode,
                 len(steps), [s["update"] for s in steps],
                 {k: v for k, v in steps[-1].items() if k != "update"})
     return model.iterative_pruning

@@ -132,6 +132,14 @@ class GlueDistillationTask(StudentTask):
                 attach_pruner(model, self.cfg)
         return model
 
+    def begin_valid_epoch(self, epoch, model):
+        pruner = getattr(model, "iterative_pruning", None)
+        if pruner is not None and not pruner.finished:
+            logger.warning("validating before iterative pruning has finished (step %d of %d): "
+                           "checkpoint_best.pt may hold a larger model than the final one",
+                           pruner.done, len(pruner.steps))
+        return super().begin_valid_epoch(epoch, model)
+
     def optimizer_step(self, optimizer, model, update_num):
         pruner = getattr(model, "iterative_pruning", None)
         if pruner is None:
