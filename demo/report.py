@@ -20,7 +20,7 @@ import os
 
 from user_dir.preprocess.examples import read_examples
 from user_dir.inference.hub_interface import StudentHubInterface
-from user_dir.inference.predict import binary_f1
+from user_dir.inference.predict import binary_f1, binary_mcc
 from user_dir.inference.teacher import Teacher
 from user_dir.inference.timing import accuracy, machine, parameter_counts, timed
 
@@ -35,6 +35,7 @@ def measure(counts, predict, texts, labels, classes, device):
     }
     if len(classes) == 2:
         row["f1"] = round(binary_f1(preds, labels, classes[1]), 2)
+        row["mcc"] = round(binary_mcc(preds, labels, classes[1]), 2)
     return row
 
 
@@ -48,6 +49,8 @@ def get_parser():
                    help="a student (checkpoint_best.pt of CKPT_DIR); repeatable")
     p.add_argument("--output", required=True, help="OUTPUT.json and OUTPUT.png are written")
     p.add_argument("--title", default="Distillation on SST-2")
+    p.add_argument("--mcc", action="store_true", help="show Matthews correlation (x100, CoLA's metric) in the "
+                                                      "table (the JSON has it for every two-class task)")
     p.add_argument("--teacher-device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--student-device", default="cpu", help="cpu (default), auto, cuda, cuda:N")
     return p
@@ -82,11 +85,14 @@ def main(argv=None):
         json.dump(report, f, indent=2)
     plot(rows, args.output + ".png", args.title)
     f1 = "f1" in rows["teacher"]
+    mcc = args.mcc and "mcc" in rows["teacher"]
     no_emb = any("parameters_without_embedding" in r for r in rows.values())
-    print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "") + f"{'params':>13}"
+    print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "") + (f"{'MCC':>7}" if mcc else "")
+          + f"{'params':>13}"
           + (f"{'w/o emb':>12}" if no_emb else "") + f"{'device':>9}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['accuracy']:>9.2f}" + (f"{r['f1']:>7.2f}" if f1 else "") + f"{r['parameters']:>13,}"
+        print(f"{name:<28}{r['accuracy']:>9.2f}" + (f"{r['f1']:>7.2f}" if f1 else "")
+              + (f"{r['mcc']:>7.2f}" if mcc else "") + f"{r['parameters']:>13,}"
               + ((f"{r['parameters_without_embedding']:>12,}" if "parameters_without_embedding" in r
                   else f"{'-':>12}") if no_emb else "")
               + f"{r['device']:>9}{r['sentences_per_second']:>13,.0f}"

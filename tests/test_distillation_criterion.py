@@ -87,3 +87,23 @@ def test_reduce_metrics():
     assert vals["accuracy"] == 75.0  # gold only in the first batch
     assert vals["agreement"] == 75.0
     assert math.isclose(vals["kd_loss"], kl(T, S, 1.0).item() / 4 / math.log(2), rel_tol=1e-3)
+
+
+def test_validation_mcc_is_over_all_batches():
+    """Validation reduces batch by batch: the MCC must be that of all predictions, as scikit-learn's."""
+    from sklearn.metrics import matthews_corrcoef
+
+    c = crit()
+    g = torch.Generator().manual_seed(0)
+    preds, golds = [], []
+    with metrics.aggregate() as agg:
+        for _ in range(5):
+            logits, gold = torch.randn(7, 2, generator=g), torch.randint(0, 2, (7,), generator=g)
+            DistillationCriterion.reduce_metrics([c(FixedModel(logits), sample(None, gold, n=7))[2]])
+            preds += logits.argmax(-1).tolist()
+            golds += gold.tolist()
+    assert agg.get_smoothed_values()["mcc"] == pytest.approx(100 * matthews_corrcoef(golds, preds), abs=0.01)
+    # three classes: no MCC
+    with metrics.aggregate() as agg:
+        DistillationCriterion.reduce_metrics([c(FixedModel(S), sample(None, Y))[2]])
+    assert "mcc" not in agg.get_smoothed_values()

@@ -114,3 +114,17 @@ def test_cli_refuses_before_loading_the_model(tmp_path):
     ):
         with pytest.raises(ValueError, match=message):
             predict_main(base + extra)
+
+
+def test_binary_mcc_matches_scikit_learn():
+    from sklearn.metrics import matthews_corrcoef
+
+    from user_dir.inference.predict import binary_mcc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        gold = rng.choice(["0", "1"], 50).tolist()
+        pred = [g if rng.random() < 0.7 else ("1" if g == "0" else "0") for g in gold]
+        assert binary_mcc(pred, gold, "1") == pytest.approx(100 * matthews_corrcoef(gold, pred))
+    # one class predicted everywhere: 0, as scikit-learn
+    assert binary_mcc(["1"] * 5, ["0", "1", "1", "0", "1"], "1") == 0 == matthews_corrcoef(["0", "1", "1", "0", "1"], ["1"] * 5)

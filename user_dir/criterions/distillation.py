@@ -12,7 +12,8 @@ Both parts are summed over examples; fairseq divides by the number of
 sentences.  A split without teacher logits trains or evaluates on CE alone;
 one without gold labels on KD alone (its weight is still alpha).  Logged:
 ``kd_loss`` and ``ce_loss`` (per sentence, base 2 like ``loss``),
-``accuracy`` against gold where gold is real, and ``agreement``, the share of
+``accuracy`` against gold where gold is real, ``mcc`` (Matthews correlation x
+100, CoLA's metric) too for two classes, and ``agreement``, the share of
 predictions equal to the teacher's argmax.
 """
 
@@ -23,7 +24,10 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
+from ..metrics import mcc_from_counts
 from .distillation_losses import cross_entropy, prediction_loss
+
+CONFUSION = ("ntp", "nfp", "nfn", "ntn")
 
 
 @dataclass
@@ -83,6 +87,7 @@ class DistillationCriterion(FairseqCriterion):
             log["ce_loss"] = ce.data
             log["ngold"] = sample_size
             log["ncorrect"] = (preds == target.view(-1)).sum()
+            log.update(confusion(preds, target, logits.size(-1)))
         log["loss"] = loss.data
         return loss, sample_size, log
 
@@ -95,8 +100,16 @@ class DistillationCriterion(FairseqCriterion):
         return True
 
 
+def confusion(preds, target, num_classes: int) -> dict:
+    """The binary confusion counts (class 1 positive) a validation's MCC is derived from; {} otherwise."""
+    if num_classes != 2:
+        return {}
+    p, g = preds.eq(1), target.view(-1).eq(1)
+    return {"ntp": (p & g).sum(), "nfp": (p & ~g).sum(), "nfn": (~p & g).sum(), "ntn": (~p & ~g).sum()}
+
+
 def reduce_prediction_metrics(logging_outputs) -> None:
-    """loss, kd_loss, ce_loss (per sentence, base 2), accuracy (vs gold), agreement (vs teacher)."""
+    """loss, kd_loss, ce_loss (per sentence, base 2), accuracy and MCC (vs gold), agreement (vs teacher)."""
     def total(key):
         return sum(log.get(key, 0) for log in logging_outputs)
 
@@ -110,3 +123,9 @@ def reduce_prediction_metrics(logging_outputs) -> None:
         n = total(count)
         if n:
             metrics.log_scalar(name, 100.0 * total(hits) / n, n, round=2)
+    if any("ntp" in log for log in logging_outputs):
+        # counts summed over the whole validation (or log interval), not an average of batch MCCs
+        for key in CONFUSION:
+            metrics.log_scalar_sum("_" + key, total(key))
+        metrics.log_derived("mcc", lambda m: round(mcc_from_counts(*(float(m["_" + k].sum)
+                                                                     for k in CONFUSION)), 2))

@@ -36,7 +36,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
 from ..models.transformer_outputs import classifier_outputs
-from .distillation import reduce_prediction_metrics
+from .distillation import confusion, reduce_prediction_metrics
 from .distillation_losses import ATTENTION_LOSSES, HIDDEN_LOSSES, cross_entropy, prediction_loss, weighted
 
 LAYER_MAP_RULES = ("drop", "uniform", "bottom")
@@ -198,7 +198,8 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
             ce = cross_entropy(logits, target)
             terms.append(ce)
             weights.append(1.0 - cfg.distillation_alpha if t is not None else 1.0)
-            log.update(ce_loss=ce.sum.data, ngold=B, ncorrect=(preds == target.view(-1)).sum())
+            log.update(ce_loss=ce.sum.data, ngold=B, ncorrect=(preds == target.view(-1)).sum(),
+                       **confusion(preds, target, logits.size(-1)))
         mask = s.padding_mask if cfg.no_hidden_padding else None
         if hidden:
             fn = HIDDEN_LOSSES[cfg.hidden_loss]

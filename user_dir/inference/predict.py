@@ -56,6 +56,15 @@ def binary_f1(preds: Sequence[str], labels: Sequence[str], positive: str) -> flo
     return 200.0 * tp / (predicted + actual) if predicted + actual else 0.0
 
 
+def binary_mcc(preds: Sequence[str], labels: Sequence[str], positive: str) -> float:
+    """Matthews correlation x 100 with ``positive`` as the positive class (GLUE's CoLA metric)."""
+    from ..metrics import mcc_from_counts
+
+    pairs = [(p == positive, g == positive) for p, g in zip(preds, labels)]
+    return mcc_from_counts(*(sum(1 for x in pairs if x == k) for k in ((True, True), (True, False),
+                                                                       (False, True), (False, False))))
+
+
 def write_predictions(f, preds, probs, classes, output_format: str) -> None:
     if output_format == "tsv":
         f.write("\t".join(["label"] + [f"p_{c}" for c in classes]) + "\n")
