@@ -74,7 +74,7 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
     local pid=$!
     # the validation lines as they come (fairseq's own progress is in the log)
     tail -n +1 --pid=$pid -f "$log" 2>/dev/null | grep --line-buffered -E "\| valid on|done training" \
-        | sed -u -E 's/.*\| (valid on|done training)/   \1/; s/\| (loss|kd_loss|ce_loss|ppl|wps|wpb|bsz|num_updates|best_[a-z]+) [^|]*//g' || true
+        | sed -u -E 's/.*\| (valid on|done training)/   \1/; s/\| (loss|kd_loss|ce_loss|ppl|wps|wpb|bsz|num_updates|best_[a-z]+|pred|targ) [^|]*//g' || true
     local rc=0
     wait $pid || rc=$?
     # a run killed mid-way must not pass for a finished one: the rerun resumes it
@@ -83,8 +83,9 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
     fi
 }
 
-finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE: fairseq's sentence_prediction
-    local bin=$1 examples=$2 epochs=$3 lr=$4 warmup_div=$5
+finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE [METRIC]: sentence_prediction
+    local bin=$1 examples=$2 epochs=$3 lr=$4 warmup_div=$5 metric=${6:-accuracy}
+    local report=""; [ "$metric" = mcc ] && report=--report-mcc  # sentence_prediction's CoLA metric
     local updates=$(( (examples / 32 + 1) * epochs ))
     local model_args=__MODEL_ARGS__  # the flags of the imported architecture
     [ "${MODE:-}" = dry ] || model_args=$(cat teacher/base/model-args.txt)
@@ -93,12 +94,12 @@ finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHAR
     train teacher-finetune teacher/ckpt fairseq-train "$bin" --user-dir "$REPO/user_dir" \
         --finetune-from-model "$WORK/teacher/base/model.pt" $model_args \
         --task sentence_prediction --num-classes 2 --init-token 0 --max-positions 512 \
-        --criterion sentence_prediction \
+        --criterion sentence_prediction $report \
         --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.1 --clip-norm 0.0 \
         --lr $lr --lr-scheduler polynomial_decay --warmup-updates $(( updates / warmup_div )) \
         --total-num-update $updates --batch-size 32 --max-epoch $epochs --num-workers 0 \
         --bpe wordpiece --wordpiece-vocab "$WORK/teacher/base/tokenizer.json" \
-        --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
+        --best-checkpoint-metric $metric --maximize-best-checkpoint-metric \
         --save-dir teacher/ckpt --no-epoch-checkpoints --log-format simple --log-interval 100
 }
 

@@ -104,7 +104,7 @@ def test_a_work_dir_takes_one_run_at_a_time(tmp_path):
 
 def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     """Each demo's mechanism on a slice with tiny settings, as the README runs them:
-    the main job, then D-BERT and ROSITA on its work directory, then MRPC."""
+    the main job, then D-BERT and ROSITA on its work directory, ROSITA on CoLA, then MRPC."""
     base = tmp_path / "sst2"
     main = demo("sst2.sh", "--smoke", work=base)
     report = json.loads((base / "report.json").read_text())
@@ -119,12 +119,23 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
 
     demo("rosita_sst2.sh", "--smoke", work=base)
     report = json.loads((base / "rosita" / "report.json").read_text())
-    assert list(report["models"]) == ["teacher", "ROSITA setting 1", "ROSITA setting 2", "pruned, gold only",
-                                      "BERT(student) 6L"]
+    assert list(report["models"]) == ["teacher", "ROSITA setting 1", "ROSITA setting 2", "ROSITA setting 3",
+                                      "ROSITA setting 4", "pruned, gold only", "BERT(student) 6L",
+                                      "depth-pruned BERT(student) 4L"]
     pruned = report["models"]["ROSITA setting 1"]
     assert pruned["parameters_without_embedding"] < report["models"]["teacher"]["parameters_without_embedding"] / 3
     shapes = json.loads((base / "rosita" / "pruned1" / "pruning.json").read_text())["shapes"]
     assert shapes == {"encoder_layers": 4, "layer_heads": [4] * 4, "layer_ffn_dims": [512] * 4, "embed_rank": 128}
+    # the iterative settings end at the same shape, so the four compare row by row
+    for setting in ("ROSITA setting 3", "ROSITA setting 4"):
+        assert report["models"][setting]["parameters"] == pruned["parameters"]
+    assert report["models"]["depth-pruned BERT(student) 4L"]["parameters"] < report["models"]["teacher"]["parameters"]
+
+    demo("rosita_cola.sh", "--smoke", work=tmp_path / "cola")
+    report = json.loads((tmp_path / "cola" / "rosita" / "report.json").read_text())
+    assert list(report["models"]) == ["teacher", "ROSITA setting 1", "pruned, gold only"]
+    assert all("mcc" in m for m in report["models"].values())
+    assert report["task"].startswith("cola dev (100 examples)")
 
     demo("mrpc.sh", "--smoke", work=tmp_path / "mrpc")
     report = json.loads((tmp_path / "mrpc" / "report.json").read_text())
