@@ -59,8 +59,8 @@ step "2. binarize the KD sets in the teacher's WordPiece (the online teacher rea
 bin kd
 bin copy
 
-steps() {  # steps ROWS EPOCHS: updates of a run
-    echo $(( ($1 / BATCH + 1) * $2 ))
+steps() {  # steps ROWS EPOCHS: updates of a run (fixed-size batches: ceil(ROWS / BATCH) an epoch)
+    echo $(( ($1 + BATCH - 1) / BATCH * $2 ))
 }
 student() {  # student NAME DATA MODEL-DIR EPOCHS ROWS LR CRITERION-FLAGS...: fairseq-train from MODEL-DIR/model.pt
     local name=$1 data=$2 from=$3 epochs=$4 rows=$5 lr=$6; shift 6

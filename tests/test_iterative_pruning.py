@@ -188,3 +188,68 @@ def test_pruner_keeps_the_most_important_and_round_trips_its_state():
     plain = tiny_model(seed=2, embed_rank=16)
     plain.load_state_dict(model.state_dict())
     torch.testing.assert_close(logits(plain, tok), logits(model.eval(), tok))
+
+
+def pruning_cfg(**kw):
+    from types import SimpleNamespace
+
+    base = dict(iterative_pruning="width", prune_period=0.5, prune_total_updates=20, max_update=0,
+                target_heads=2, target_ffn_dim=0, target_embed_rank=0, target_layers=0, fp16=False, bf16=False,
+                amp=False, memory_efficient_fp16=False, distributed_world_size=1, ddp_backend="pytorch_ddp",
+                store_ema=False)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fp16=True), "drop --fp16"),
+    (dict(bf16=True), "drop --bf16"),
+    (dict(amp=True), "drop --amp"),
+    (dict(fp16=True, memory_efficient_fp16=True), "drop --fp16 --memory-efficient-fp16"),
+    (dict(distributed_world_size=2), "one device"),
+    (dict(ddp_backend="fully_sharded"), "FSDP"),
+    (dict(store_ema=True), "--store-ema"),
+    (dict(max_update=8), "past --max-update 8"),
+])
+def test_attach_pruner_refusals(kwargs, message):
+    from user_dir.compress.iterative import attach_pruner
+
+    with pytest.raises(ValueError, match=message):
+        attach_pruner(tiny_model(), pruning_cfg(**kwargs))
+    pruner = attach_pruner(tiny_model(), pruning_cfg())
+    assert [s["update"] for s in pruner.steps] == [5, 10] and pruner.mode == "width"
+
+
+def test_optimizer_check_and_schedule_consistency():
+    from user_dir.compress.iterative import check_optimizer
+
+    model = tiny_model()
+    check_optimizer(torch.optim.Adam(model.parameters()))
+    with pytest.raises(ValueError, match="Adagrad"):
+        check_optimizer(torch.optim.Adagrad(model.parameters()))
+    # a model that is not at the shape the schedule says is refused at the next step
+    steps = schedule("width", layer_shapes(model), 20, 0.5, heads=2)
+    pruner = IterativePruner(steps, "width")
+    pruner.done = 1
+    with pytest.raises(ValueError, match="not the schedule's"):
+        pruner.after_update(model, None, 10)
+
+
+def test_depth_pruning_refuses_a_layer_map_some_depth_cannot_take():
+    """12 -> 6 layers under ROSITA's drop rule passes through 7 layers, which drop cannot map."""
+    from types import SimpleNamespace
+
+    from user_dir.criterions.layerwise_distillation import LayerwiseDistillationConfig, LayerwiseDistillationCriterion
+
+    def task(target, student=12):
+        teacher = SimpleNamespace(shape={"layers": 12, "dim": 16, "heads": [4] * 12})
+        return SimpleNamespace(load_teacher=lambda: teacher, cfg=SimpleNamespace(iterative_pruning="depth",
+                                                                                 target_layers=target),
+                               student_shape={"layers": student, "dim": 16, "heads": [4] * student})
+
+    with pytest.raises(ValueError, match="passes through 7 layers"):
+        LayerwiseDistillationCriterion(LayerwiseDistillationConfig(layer_map="drop"), task(6))
+    LayerwiseDistillationCriterion(LayerwiseDistillationConfig(layer_map="bottom"), task(6))
+    LayerwiseDistillationCriterion(LayerwiseDistillationConfig(layer_map="drop"), task(8, student=12))  # 12..8 map
+    with pytest.raises(ValueError, match="not a list"):
+        LayerwiseDistillationCriterion(LayerwiseDistillationConfig(layer_map="0,1,2"), task(1, student=2))

@@ -31,6 +31,7 @@ before loading it (``shrink_to_state``).
 """
 
 import logging
+import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -91,7 +92,7 @@ def schedule(mode: str, shapes: dict, total_updates: int, share: float, heads: i
                     "ffn": [linear(f, ffn_dim, t) if ffn_dim else f for f in f0],
                     "embed_rank": linear(r0, embed_rank, t) if embed_rank else r0, "layers": n0}
                    for t in range(1, n + 1)]
-    period = int(share * total_updates / n)
+    period = math.floor(share * total_updates / n + 1e-9)  # 0.3 * 100 / 3 is 9.999... in floats
     if period < 1:
         raise ValueError(f"{n} pruning steps do not fit in {share} of {total_updates} updates: "
                          f"raise --prune-period or train longer")
@@ -189,7 +190,7 @@ class IterativePruner(nn.Module):
             raise ValueError(f"the checkpoint was pruned on another schedule ({state['mode']}: "
                              f"{[s['update'] for s in state['steps']]}), this run's is ({self.mode}: "
                              f"{[s['update'] for s in self.steps]}): keep the pruning flags of the run it "
-                             f"resumes, or start from it with --finetune-from-model")
+                             f"resumes, or make it a new start with distill-prune --checkpoint CKPT --output DIR")
         self.done, self.log = state["done"], list(state["log"])
         self.scores = None if state["scores"] is None else [list(layer) for layer in state["scores"]]
 
@@ -201,12 +202,22 @@ class IterativePruner(nn.Module):
     def finished(self) -> bool:
         return self.done >= len(self.steps)
 
+    def expected_shapes(self, start: dict) -> dict:
+        """The shapes the model has between step ``done`` and the next (``start`` before the first)."""
+        if not self.done:
+            return start
+        last = self.steps[self.done - 1]
+        return {"encoder_layers": last["layers"], "layer_heads": last["heads"], "layer_ffn_dims": last["ffn"],
+                "embed_rank": last["embed_rank"]}
+
     @torch.no_grad()
     def accumulate(self, model) -> None:
-        """After the update's gradients are complete (and clipped), before the optimizer steps."""
+        """After the update's gradients are complete (fp32, clipped), before the optimizer steps."""
         if self.finished or self.mode != "width":
             return
         fresh = structure_scores(model)
+        if not all(torch.isfinite(h).all() and torch.isfinite(f).all() for h, f in fresh):
+            raise FloatingPointError("non-finite gradients reached the pruning scores")
         if self.scores is None:
             self.scores = [[h.clone(), f.clone()] for h, f in fresh]
         else:
@@ -221,6 +232,9 @@ class IterativePruner(nn.Module):
             return None
         step = self.steps[self.done]
         enc = model.encoder.sentence_encoder
+        if self.done and layer_shapes(model) != self.expected_shapes({}):
+            raise ValueError(f"the model's shapes {layer_shapes(model)} are not the schedule's after step "
+                             f"{self.done} ({self.expected_shapes({})})")
         entry: Dict = {"update": num_updates, "step": self.done + 1}
         if self.mode == "depth":
             drop_top_layers(model, step["layers"], optimizer)
@@ -254,6 +268,20 @@ class IterativePruner(nn.Module):
         return entry
 
 
+SUPPORTED_OPTIMIZERS = ("Adam", "AdamW", "SGD")  # per-parameter state shaped like the parameter
+
+
+def check_optimizer(optimizer) -> None:
+    """The optimizer's state must be per-parameter tensors the cuts can slice (no flat fp32 copy)."""
+    if type(optimizer).__name__ in ("FP16Optimizer", "AMPOptimizer"):
+        raise ValueError(f"--iterative-pruning cannot follow {type(optimizer).__name__}'s copies of the "
+                         f"weights: train in fp32")
+    _, inner = optimizer_state(optimizer)
+    if type(inner).__name__ not in SUPPORTED_OPTIMIZERS:
+        raise ValueError(f"--iterative-pruning slices the optimizer's state with the weights, which "
+                         f"{type(inner).__name__}'s is not shaped for: use adam or sgd")
+
+
 def attach_pruner(model, cfg) -> IterativePruner:
     """``model.iterative_pruning`` for the task flags ``cfg`` (``--iterative-pruning``, targets, period)."""
     from ..models.pruned_roberta import PrunedRobertaModel
@@ -261,16 +289,25 @@ def attach_pruner(model, cfg) -> IterativePruner:
     if not isinstance(model, PrunedRobertaModel):
         raise ValueError("--iterative-pruning needs a pruned_roberta student, whose checkpoints record its "
                          "shapes: make one with distill-prune (--output DIR, then $(cat DIR/model-args.txt))")
-    if cfg.fp16 and not cfg.memory_efficient_fp16:
-        raise ValueError("--iterative-pruning changes parameter shapes, which --fp16's flat fp32 copy cannot "
-                         "follow: use --memory-efficient-fp16, --bf16 or fp32")
-    if (cfg.distributed_world_size or 1) > 1:
-        raise ValueError("--iterative-pruning changes parameter shapes, which DDP's gradient buckets cannot "
-                         "follow: train on one device")
+    # half precision keeps scaled gradients and (--fp16/--bf16) flat fp32 copies of the weights
+    # that in-place cuts cannot follow; ROSITA trains in fp32 too
+    half = [flag for flag, on in (("--fp16", cfg.fp16), ("--bf16", cfg.bf16), ("--amp", cfg.amp),
+                                  ("--memory-efficient-fp16", cfg.memory_efficient_fp16)) if on]
+    if half:
+        raise ValueError(f"--iterative-pruning trains in fp32: drop {' '.join(half)}")
+    if (cfg.distributed_world_size or 1) > 1 or str(cfg.ddp_backend) == "fully_sharded":
+        raise ValueError("--iterative-pruning changes parameter shapes, which DDP's gradient buckets and "
+                         "FSDP's flat parameters cannot follow: train on one device, without FSDP")
+    if cfg.store_ema:
+        raise ValueError("--iterative-pruning changes parameter shapes, which --store-ema's copy cannot "
+                         "follow: drop --store-ema")
     total = cfg.prune_total_updates or cfg.max_update
     mode = str(cfg.iterative_pruning)  # a plain string in the checkpoint, not the flag's enum
     steps = schedule(mode, layer_shapes(model), total, cfg.prune_period, cfg.target_heads,
                      cfg.target_ffn_dim, cfg.target_embed_rank, cfg.target_layers)
+    if cfg.max_update and steps[-1]["update"] > cfg.max_update:
+        raise ValueError(f"the last pruning step comes after update {steps[-1]['update']}, past --max-update "
+                         f"{cfg.max_update}: lower --prune-period or --prune-total-updates")
     model.iterative_pruning = IterativePruner(steps, mode)
     logger.info("iterative %s pruning: %d steps, after updates %s; final shape: %s", mode,
                 len(steps), [s["update"] for s in steps],

@@ -151,9 +151,16 @@ class LayerwiseDistillationCriterion(FairseqCriterion):
         t = teacher.shape
         self.teacher_layers = t["layers"]
         pruning = getattr(getattr(task, "cfg", None), "iterative_pruning", "none")
-        if pruning == "depth" and self.cfg.layer_map not in LAYER_MAP_RULES:
-            raise ValueError("--iterative-pruning depth removes student layers while training: give "
-                             "--layer-map as a rule (drop, uniform, bottom), not a list")
+        if pruning == "depth":
+            if self.cfg.layer_map not in LAYER_MAP_RULES:
+                raise ValueError("--iterative-pruning depth removes student layers while training: give "
+                                 "--layer-map as a rule (drop, uniform, bottom), not a list")
+            for depth in range(task.cfg.target_layers or student["layers"], student["layers"]):
+                try:
+                    layer_map(self.cfg.layer_map, depth, t["layers"])
+                except ValueError as e:
+                    raise ValueError(f"--iterative-pruning depth passes through {depth} layers, where {e}: "
+                                     f"use --layer-map bottom, or a rule every depth allows") from None
         self.mapping = layer_map(self.cfg.layer_map, student["layers"], t["layers"])
         if student["dim"] != t["dim"]:
             if not self.cfg.hidden_projection:

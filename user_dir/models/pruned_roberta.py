@@ -149,8 +149,8 @@ def shrink_to_state(model, state_dict: dict) -> None:
     enc = model.encoder.sentence_encoder
     mine = layer_shapes(model)
     theirs = state_shapes(state_dict, enc.layers[0].self_attn.head_dim)
-    if theirs == mine or not theirs["encoder_layers"]:
-        return
+    if theirs == mine or not theirs["encoder_layers"] or (theirs["embed_rank"] == 0) != (mine["embed_rank"] == 0):
+        return  # nothing to cut, or not a pruned version of this model: load_state_dict names the mismatch
     if theirs["encoder_layers"] > mine["encoder_layers"] or theirs["embed_rank"] > mine["embed_rank"] or any(
             a > b for key in ("layer_heads", "layer_ffn_dims") for a, b in zip(theirs[key], mine[key])):
         return  # not a pruned version of this model: load_state_dict names the mismatch

@@ -84,6 +84,9 @@ class GlueDistillationConfig(StudentTaskConfig):
     target_layers: int = field(default=0, metadata={"help": "depth mode: layers at the end (the bottom ones)"})
     max_update: int = II("optimization.max_update")
     distributed_world_size: int = II("distributed_training.distributed_world_size")
+    ddp_backend: str = II("distributed_training.ddp_backend")
+    amp: bool = II("common.amp")
+    store_ema: bool = II("ema.store_ema")
 
 
 @register_task("glue_distillation", dataclass=GlueDistillationConfig)
@@ -144,6 +147,11 @@ class GlueDistillationTask(StudentTask):
         pruner = getattr(model, "iterative_pruning", None)
         if pruner is None:
             return super().optimizer_step(optimizer, model, update_num)
+        if not getattr(self, "_pruning_optimizer_checked", False):  # once, at the run's first update
+            from ..compress.iterative import check_optimizer
+
+            check_optimizer(optimizer)
+            self._pruning_optimizer_checked = True
         pruner.accumulate(model)
         optimizer.step()
         if pruner.after_update(model, optimizer, update_num + 1) is not None:
@@ -228,7 +236,8 @@ def glue_task(data: str, num_classes: int, **fields) -> GlueDistillationTask:
     for name, value in (("classification_head_name", "sentence_classification_head"),
                         ("train_subset", "train"), ("seed", 1), ("fp16", False), ("bf16", False),
                         ("memory_efficient_fp16", False), ("cpu", False), ("max_update", 0),
-                        ("distributed_world_size", 1)):
+                        ("distributed_world_size", 1), ("ddp_backend", "pytorch_ddp"), ("amp", False),
+                        ("store_ema", False)):
         cfg[name] = value
     cfg.data, cfg.num_classes = data, num_classes
     for name, value in fields.items():
