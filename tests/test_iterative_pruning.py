@@ -209,7 +209,6 @@ def pruning_cfg(**kw):
     (dict(distributed_world_size=2), "one device"),
     (dict(ddp_backend="fully_sharded"), "FSDP"),
     (dict(store_ema=True), "--store-ema"),
-    (dict(max_update=8), "past --max-update 8"),
 ])
 def test_attach_pruner_refusals(kwargs, message):
     from user_dir.compress.iterative import attach_pruner
@@ -218,6 +217,9 @@ def test_attach_pruner_refusals(kwargs, message):
         attach_pruner(tiny_model(), pruning_cfg(**kwargs))
     pruner = attach_pruner(tiny_model(), pruning_cfg())
     assert [s["update"] for s in pruner.steps] == [5, 10] and pruner.mode == "width"
+    # the run's length defaults to --max-update
+    assert [s["update"] for s in attach_pruner(tiny_model(), pruning_cfg(prune_total_updates=0, max_update=40)).steps] \
+        == [10, 20]
 
 
 def test_optimizer_check_and_schedule_consistency():

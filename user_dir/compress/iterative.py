@@ -305,9 +305,9 @@ def attach_pruner(model, cfg) -> IterativePruner:
     mode = str(cfg.iterative_pruning)  # a plain string in the checkpoint, not the flag's enum
     steps = schedule(mode, layer_shapes(model), total, cfg.prune_period, cfg.target_heads,
                      cfg.target_ffn_dim, cfg.target_embed_rank, cfg.target_layers)
-    if cfg.max_update and steps[-1]["update"] > cfg.max_update:
-        raise ValueError(f"the last pruning step comes after update {steps[-1]['update']}, past --max-update "
-                         f"{cfg.max_update}: lower --prune-period or --prune-total-updates")
+    if cfg.max_update and steps[-1]["update"] > cfg.max_update:  # a run stopped early, to resume later?
+        logger.warning("the last pruning step comes after update %d, past --max-update %d: this run ends "
+                       "before the target shape", steps[-1]["update"], cfg.max_update)
     model.iterative_pruning = IterativePruner(steps, mode)
     logger.info("iterative %s pruning: %d steps, after updates %s; final shape: %s", mode,
                 len(steps), [s["update"] for s in steps],
