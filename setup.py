@@ -44,6 +44,7 @@ setup(
             "distill-importance = user_dir.cli.importance:cli_main",
             "distill-prune = user_dir.cli.prune:cli_main",
             "distill-export-hf = user_dir.cli.export_hf:cli_main",
+            "distill-extract-student = user_dir.cli.extract_student:cli_main",
         ],
     },
 )

@@ -1,1 +1,1 @@
-from . import distillation, layerwise_distillation  # noqa: F401
+from . import composite_distillation, distillation, layerwise_distillation  # noqa: F401

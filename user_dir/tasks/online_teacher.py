@@ -81,3 +81,44 @@ class OnlineTeacher:
         if out.attentions is not None:
             out.attentions = [a.float() for a in out.attentions]
         return out
+
+
+class MaskedLMTeacher:
+    """A masked-LM teacher run inside training (DistilBERT): token logits and last hidden states.
+
+    ``path``: a fairseq RoBERTa-style checkpoint with its LM head (``masked_lm``, or an import by
+    ``distill-import-hf`` of a Hugging Face masked LM).  Frozen, in eval mode, moved to the batch's
+    device on first use; its dictionary must be the student's.
+    """
+
+    def __init__(self, path: str, dictionary, dictionary_path: str, data: str):
+        from fairseq import checkpoint_utils
+
+        path = teacher_checkpoint_path(path)
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [path], arg_overrides={"data": data})  # its task reads the student's dictionary folder
+        self.model = models[0].eval()
+        self.path = path
+        lm_head = getattr(self.model.encoder, "lm_head", None)
+        if lm_head is None:
+            raise ValueError(f"the teacher {path} has no masked-LM head: distil from a masked LM "
+                             f"(fairseq's masked_lm, or distill-import-hf of a model with its LM head)")
+        if self.model.encoder.sentence_encoder.embed_tokens.num_embeddings != len(dictionary) or (
+                task.source_dictionary.symbols != dictionary.symbols):
+            raise ValueError(f"the teacher {path} was trained with another dictionary than the student's "
+                             f"{dictionary_path}: binarize the corpus with the teacher's dict.txt")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.shape = transformer_shape(self.model)
+        self._device = None
+        logger.info("masked-LM teacher %s: %d layers, width %d", path, self.shape["layers"], self.shape["dim"])
+
+    @torch.no_grad()
+    def __call__(self, src_tokens):
+        """(logits [B, T, V], last hidden state [B, T, D]), float32."""
+        if self._device != src_tokens.device:
+            self.model.to(src_tokens.device)
+            self._device = src_tokens.device
+        self.model.eval()
+        logits, extra = self.model(src_tokens, features_only=False, return_all_hiddens=True)
+        return logits.float(), extra["inner_states"][-1].transpose(0, 1).float()
