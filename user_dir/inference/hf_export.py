@@ -142,31 +142,57 @@ def vocab_lines(dictionary) -> list:
 
 def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     """Write ``output_dir`` (config.json, vocab.txt, tokenizer files, model.safetensors last)."""
-    from safetensors.torch import save_file
+    from fairseq import checkpoint_utils
 
     from ..compress.encoder_checkpoint import as_pruned_args, model_args
     from .hub_interface import StudentHubInterface
 
+    saved_cfg = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, load_on_all_ranks=True)["cfg"]
+    if (saved_cfg["task"] or {}).get("_name") == "masked_lm_distillation":
+        return _export_masked_lm(checkpoint, data, output_dir, saved_cfg)
     hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint), data)
     model, task = hub.model, hub.task
     args = as_pruned_args(model_args(hub.cfg), layer_shapes(model))  # the loaded model's, not a second load
     classes = list(task.classes)
     state = bert_state(model, hub.head, len(classes))
     config = bert_config(model, args, len(classes), classes, True)
-    lm = mlm_state(model)
-    if lm is not None:
-        state.update(lm)
-        if config["tie_word_embeddings"]:
-            del state["cls.predictions.decoder.weight"]
     d = task.source_dictionary
-    if len(d) != config["vocab_size"]:
-        raise ValueError(f"{data}/input0/dict.txt has {len(d)} entries, the model's embedding {config['vocab_size']}")
     if len(task.input_keys) > 1 and task.cfg.separator_token is not None:
         raise ValueError(f"the student joins pairs with --separator-token {task.cfg.separator_token} "
                          f"(<s> a </s> </s> b </s>); a BERT tokenizer gives [CLS] a [SEP] b [SEP]: train "
                          f"without --separator-token to export")
     if task.cfg.init_token != d.bos():
         raise ValueError(f"the student reads --init-token {task.cfg.init_token}; BERT's [CLS] is <s> ({d.bos()})")
+    return _write(checkpoint, data, output_dir, model, state, config, d, hub.cfg.bpe)
+
+
+def _export_masked_lm(checkpoint: str, data: str, output_dir: str, saved_cfg) -> dict:
+    """A task-agnostic student (masked_lm_distillation): its encoder and LM head, no classifier."""
+    from fairseq.data import Dictionary
+
+    from ..compress.encoder_checkpoint import load_encoder
+
+    model, _, args = load_encoder(checkpoint)
+    if getattr(model.encoder, "lm_head", None) is None:
+        raise ValueError(f"{checkpoint} has no masked-LM head to export")
+    path = os.path.join(data, "dict.txt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dictionary not found: {path} (the data-bin the student was distilled on)")
+    config = bert_config(model, args, 2, ["0", "1"], False)  # AutoModelForMaskedLM reads no labels
+    return _write(checkpoint, data, output_dir, model, bert_state(model, None, 0), config, Dictionary.load(path),
+                  saved_cfg.get("bpe"))
+
+
+def _write(checkpoint, data, output_dir, model, state, config, d, bpe_cfg) -> dict:
+    from safetensors.torch import save_file
+
+    lm = mlm_state(model)
+    if lm is not None:
+        state.update(lm)
+        if config["tie_word_embeddings"]:
+            del state["cls.predictions.decoder.weight"]
+    if len(d) != config["vocab_size"]:
+        raise ValueError(f"{data}'s dict.txt has {len(d)} entries, the model's embedding {config['vocab_size']}")
     os.makedirs(output_dir, exist_ok=True)
     marker = os.path.join(output_dir, MARKER)
     if os.path.exists(marker):
@@ -174,7 +200,7 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     with atomic_output(os.path.join(output_dir, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(vocab_lines(d)) + "\n")
     with atomic_output(os.path.join(output_dir, "tokenizer_config.json"), "w") as f:
-        json.dump({"tokenizer_class": "BertTokenizer", "do_lower_case": _lowercase(hub.cfg.bpe),
+        json.dump({"tokenizer_class": "BertTokenizer", "do_lower_case": _lowercase(bpe_cfg),
                    "model_max_length": config["max_position_embeddings"]}, f, indent=1)
     with atomic_output(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
@@ -194,6 +220,10 @@ def shapes_heads(config: dict) -> list:
 
 def _lowercase(bpe_cfg) -> bool:
     """Whether the student's WordPiece lower-cases (its tokenizer.json says; a vocab.txt: the flag)."""
+    if isinstance(bpe_cfg, dict):  # a checkpoint's config as saved
+        from types import SimpleNamespace
+
+        bpe_cfg = SimpleNamespace(**bpe_cfg)
     path = getattr(bpe_cfg, "wordpiece_vocab", "") if bpe_cfg is not None else ""
     if os.path.isdir(path):
         path = os.path.join(path, "tokenizer.json")
