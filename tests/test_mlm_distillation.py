@@ -101,14 +101,17 @@ class FixedLM(torch.nn.Module):
         super().__init__()
         self.logits, self.hidden = logits, hidden
 
-    def forward(self, tokens, features_only=False, return_all_hiddens=False):
-        return self.logits, {"inner_states": [None, self.hidden.transpose(0, 1)]}
+    def forward(self, tokens, features_only=False, return_all_hiddens=False, masked_tokens=None):
+        logits = self.logits if masked_tokens is None else self.logits[masked_tokens]  # as RoBERTa's LM head
+        return logits, {"inner_states": [None, self.hidden.transpose(0, 1)]}
 
 
 def lm_task(teacher_logits, teacher_hidden, dim=4):
     from types import SimpleNamespace
 
-    teacher = lambda tokens: (teacher_logits, teacher_hidden)  # noqa: E731
+    def teacher(tokens, positions=None):
+        return (teacher_logits if positions is None else teacher_logits[positions]), teacher_hidden
+
     teacher.shape = {"dim": dim}
     return SimpleNamespace(load_teacher=lambda: teacher, source_dictionary=SimpleNamespace(pad=lambda: PAD),
                            student_shape={"dim": dim})

@@ -68,27 +68,30 @@ class CompositeDistillationCriterion(FairseqCriterion):
         tokens, target = sample["net_input"]["src_tokens"], sample["target"]
         pad = self.task.source_dictionary.pad()
         real, masked = tokens.ne(pad), target.ne(pad)
-        logits, extra = model(tokens, features_only=False, return_all_hiddens=cfg.alpha_cos > 0)
+        # with --restrict-ce-to-mask only the targets need vocabulary logits: the LM head runs there alone
+        select = masked if cfg.restrict_ce_to_mask else real
+        logits, extra = model(tokens, features_only=False, return_all_hiddens=cfg.alpha_cos > 0,
+                              masked_tokens=select)  # [N selected, V]
         B = tokens.size(0)
         terms, weights = [], []
         log = {"ntokens": sample["ntokens"], "nsentences": B, "sample_size": B}
-        select = masked if cfg.restrict_ce_to_mask else real
         teacher = None
         if cfg.alpha_ce > 0 or cfg.alpha_mse > 0 or cfg.alpha_cos > 0:
-            teacher = self.task.load_teacher()(tokens)
+            teacher = self.task.load_teacher()(tokens, select)
         if cfg.alpha_ce > 0:
-            kl = prediction_kl(logits[select], teacher[0][select], cfg.temperature)
+            kl = prediction_kl(logits, teacher[0], cfg.temperature)
             terms.append(kl)
             weights.append(cfg.alpha_ce)
             log["kd_loss"] = kl.mean.data * B
         if cfg.alpha_mse > 0:
-            mse = logit_mse(logits[select], teacher[0][select])
+            mse = logit_mse(logits, teacher[0])
             terms.append(mse)
             weights.append(cfg.alpha_mse)
             log["mse_loss"] = mse.mean.data * B
         n_targets = int(masked.sum())
         if n_targets:
-            target_logits = logits[masked]
+            # the targets among the selected positions (all of them when the selection is the targets)
+            target_logits = logits if cfg.restrict_ce_to_mask else logits[masked[select]]
             mlm = cross_entropy(target_logits, target[masked])
             if cfg.alpha_mlm > 0:
                 terms.append(mlm)

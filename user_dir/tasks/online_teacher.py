@@ -114,11 +114,12 @@ class MaskedLMTeacher:
         logger.info("masked-LM teacher %s: %d layers, width %d", path, self.shape["layers"], self.shape["dim"])
 
     @torch.no_grad()
-    def __call__(self, src_tokens):
-        """(logits [B, T, V], last hidden state [B, T, D]), float32."""
+    def __call__(self, src_tokens, positions=None):
+        """(logits [N, V] at ``positions`` (a [B, T] mask; all: [B, T, V]), last hidden state [B, T, D])."""
         if self._device != src_tokens.device:
             self.model.to(src_tokens.device)
             self._device = src_tokens.device
         self.model.eval()
-        logits, extra = self.model(src_tokens, features_only=False, return_all_hiddens=True)
+        logits, extra = self.model(src_tokens, features_only=False, return_all_hiddens=True,
+                                   masked_tokens=positions)
         return logits.float(), extra["inner_states"][-1].transpose(0, 1).float()
