@@ -92,8 +92,11 @@ def smoothed_probabilities(counts: np.ndarray, smoothing: float, special: Sequen
 class SmoothedMaskDataset(BaseWrapperDataset):
     @classmethod
     def apply_mask(cls, dataset, **kwargs):
-        """(source, target) views of one draw."""
-        return cls(dataset, return_targets=False, **kwargs), cls(dataset, return_targets=True, **kwargs)
+        """(source, target) views of one draw: the target view reads the source's (cached) draw."""
+        source = cls(dataset, return_targets=False, **kwargs)
+        target = cls(dataset, return_targets=True, **kwargs)
+        target._drawer = source
+        return source, target
 
     def __init__(self, dataset, token_probs: np.ndarray, mask_idx: int, pad_idx: int, seed: int = 1,
                  mask_prob: float = 0.15, keep_prob: float = 0.1, random_prob: float = 0.1,
@@ -108,6 +111,7 @@ class SmoothedMaskDataset(BaseWrapperDataset):
         self.mask_idx, self.pad_idx, self.seed = mask_idx, pad_idx, seed
         self.mask_prob, self.keep_prob, self.random_prob = mask_prob, keep_prob, random_prob
         self.return_targets = return_targets
+        self._drawer = self
         self.epoch = 0
 
     @property
@@ -119,7 +123,7 @@ class SmoothedMaskDataset(BaseWrapperDataset):
         self.epoch = epoch
 
     def __getitem__(self, index):
-        source, target = self._draw(self.seed, self.epoch, index)
+        source, target = self._drawer._draw(self.seed, self.epoch, index)
         return target if self.return_targets else source
 
     @lru_cache(maxsize=8)

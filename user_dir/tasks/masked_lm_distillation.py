@@ -78,7 +78,10 @@ def load_token_counts(data: str, dictionary: Dictionary, dataset) -> np.ndarray:
             if json.load(f) == stamp:
                 return np.load(path)
     logger.info("counting tokens of %s/train (once; cached in %s)", data, path)
-    counts = token_counts(dataset, len(dictionary))
+    try:
+        counts = token_counts(dataset, len(dictionary))
+    except ValueError as e:
+        raise ValueError(f"{os.path.join(data, 'train.bin')}: {e}: binarize with this dict.txt") from None
     with atomic_output(meta + ".part", "w") as f:  # the counts are trusted once their stamp is there
         json.dump(stamp, f)
     with atomic_output(path, "wb") as f:
