@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from fairseq.data.encoders import register_bpe
 from fairseq.dataclass import FairseqDataclass
 
+from ..preprocess.text_io import clean_text
+
 BERT_TO_FAIRSEQ = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
 FAIRSEQ_TO_BERT = {v: k for k, v in BERT_TO_FAIRSEQ.items()}
 
@@ -62,10 +64,11 @@ class WordPieceBPE:
         return [BERT_TO_FAIRSEQ.get(t, t) for t in encoding.tokens]
 
     def encode(self, x: str) -> str:
+        x = clean_text(x)  # HTML line breaks are spaces, as the file readers make them
         return " ".join(self._tokens(self.tokenizer.encode(x, add_special_tokens=False)))
 
     def encode_batch(self, lines):
-        encodings = self.tokenizer.encode_batch(list(lines), add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch([clean_text(x) for x in lines], add_special_tokens=False)
         return [" ".join(self._tokens(e)) for e in encodings]
 
     def decode(self, x: str) -> str:

@@ -57,6 +57,7 @@ from ..fileio import (
 )
 from .text_io import (
     DecodeReport,
+    clean_text,
     count_lines,
     find_offsets,
     iter_lines,
@@ -93,7 +94,7 @@ class _Tokenizer:
         self.lower = lower
 
     def _prepare(self, text: str) -> str:
-        text = text.replace(JOINER, " ")
+        text = clean_text(text).replace(JOINER, " ")
         if not text.isprintable():  # cheap test; most lines have no control character
             text = _CONTROL.sub(" ", text)
         return text.lower() if self.lower else text

@@ -9,13 +9,18 @@ Line semantics used by every tool of the plugin (documented in the README):
   reported with their line numbers; the line itself is kept, so outputs
   always have exactly one line per input line;
 * a last line without a final newline is still a line; an empty file has
-  no lines.
+  no lines;
+* HTML line-break tags (``<br>``, ``<br/>``, ``<br />``, any case: IMDB's
+  paragraph marks) are read as one space each (:func:`clean_text`), so no
+  tool sees them as words; the tokenizers apply the same rule to strings
+  given directly in Python.
 """
 
 import contextlib
 import logging
 import multiprocessing as mp
 import os
+import re
 import signal
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -28,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 BOM = "\ufeff"
 _PROGRESS_EVERY_BYTES = 1 << 20
+_LINE_BREAK_TAG = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
+
+
+def clean_text(text: str) -> str:
+    """HTML line-break tags become spaces (one per tag; the tokenizers split on any run)."""
+    return _LINE_BREAK_TAG.sub(" ", text) if "<" in text else text
 
 
 @dataclass
@@ -50,7 +61,7 @@ def decode_line(raw: bytes, lineno: int, report: Optional[DecodeReport]) -> str:
             report.bad_lines.append(lineno)
     if text.startswith(BOM):
         text = text[1:]
-    return text
+    return clean_text(text)
 
 
 def iter_raw_lines(path: str, start: int = 0, end: Optional[int] = None,
