@@ -12,8 +12,8 @@ Line semantics used by every tool of the plugin (documented in the README):
   no lines;
 * HTML line-break tags (``<br>``, ``<br/>``, ``<br />``, any case: IMDB's
   paragraph marks) are read as one space each (:func:`clean_text`), so no
-  tool sees them as words; the tokenizers apply the same rule to strings
-  given directly in Python.
+  tool sees them as words; the n-gram and WordPiece tokenizers apply the
+  same rule to strings given directly in Python.
 """
 
 import contextlib
