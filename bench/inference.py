@@ -5,7 +5,6 @@ the fine-tuned MiniLM teacher and the distilled DAN from a finished demo run
 (``bash demo/run.sh``), and a fastText classifier trained here on gold SST-2
 train (the usual fast baseline; bigrams, 10 epochs).
 
-    .venv/bin/pip install fasttext-numpy2      # bench-only dependency
     .venv/bin/python bench/inference.py [--work demo/work/sst2]
 
 Writes bench/results/inference.json and prints a table.  Speeds are medians

@@ -83,15 +83,16 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
     fi
 }
 
-finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE [METRIC]: sentence_prediction
-    local bin=$1 examples=$2 epochs=$3 lr=$4 warmup_div=$5 metric=${6:-accuracy}
+finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE [METRIC [SAVE-DIR]]: sentence_prediction
+    local bin=$1 examples=$2 epochs=$3 lr=$4 warmup_div=$5 metric=${6:-accuracy} save=${7:-teacher/ckpt}
+    local name=teacher-finetune; [ "$save" = teacher/ckpt ] || name=teacher-finetune-${save//\//-}
     local report=""; [ "$metric" = mcc ] && report=--report-mcc  # sentence_prediction's CoLA metric
     local updates=$(( (examples / 32 + 1) * epochs ))
     local model_args=__MODEL_ARGS__  # the flags of the imported architecture
     [ "${MODE:-}" = dry ] || model_args=$(cat teacher/base/model-args.txt)
     # --finetune-from-model starts from the import on the first launch only: a rerun
     # resumes from teacher/ckpt/checkpoint_last.pt (or finds the training done)
-    train teacher-finetune teacher/ckpt fairseq-train "$bin" --user-dir "$REPO/user_dir" \
+    train $name "$save" fairseq-train "$bin" --user-dir "$REPO/user_dir" \
         --finetune-from-model "$WORK/teacher/base/model.pt" $model_args \
         --task sentence_prediction --num-classes 2 --init-token 0 --max-positions 512 \
         --criterion sentence_prediction $report \
@@ -100,7 +101,7 @@ finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHAR
         --total-num-update $updates --batch-size 32 --max-epoch $epochs --num-workers 0 \
         --bpe wordpiece --wordpiece-vocab "$WORK/teacher/base/tokenizer.json" \
         --best-checkpoint-metric $metric --maximize-best-checkpoint-metric \
-        --save-dir teacher/ckpt --no-epoch-checkpoints --log-format simple --log-interval 100
+        --save-dir "$save" --no-epoch-checkpoints --log-format simple --log-interval 100
 }
 
 last_table() {  # last_table LOG: the report table of the last run in LOG (logs are appended to)

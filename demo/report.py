@@ -11,6 +11,8 @@ table says when a speed-up compares devices.
     python demo/report.py --dev SST-2/dev.tsv --teacher WORK/teacher/ckpt \\
         --student "DAN=WORK/checkpoints:WORK/data-bin" --output WORK/report
     # pairs: --text-column 3 4 --label-column 0
+    # the gold-label baselines too (fastText, TF-IDF LR), tuned on VALID:
+    #   --baselines --train TRAIN.tsv --valid VALID.tsv
 """
 
 import argparse
@@ -19,6 +21,7 @@ import logging
 import os
 
 from user_dir.preprocess.examples import read_examples
+from user_dir.inference.baselines import FastText, TfidfLogReg
 from user_dir.inference.hub_interface import StudentHubInterface
 from user_dir.inference.predict import binary_f1, binary_mcc
 from user_dir.inference.teacher import Teacher
@@ -51,16 +54,33 @@ def get_parser():
     p.add_argument("--title", default="Distillation on SST-2")
     p.add_argument("--mcc", action="store_true", help="show Matthews correlation (x100, CoLA's metric) in the "
                                                       "table (the JSON has it for every two-class task)")
+    p.add_argument("--teacher-max-positions", type=int, metavar="P",
+                   help="the teacher's window when shorter than its checkpoint's (distill-teacher-logits)")
+    p.add_argument("--teacher-keep-head", type=int, metavar="H",
+                   help="the teacher reads the first H tokens and the tail of long texts (distill-teacher-logits)")
+    p.add_argument("--baselines", action="store_true",
+                   help="add fastText (bigrams) and TF-IDF 1-2-gram logistic regression trained on --train's "
+                        "gold labels, tuned on --valid (TSVs with a header, --text-column / --label-column)")
+    p.add_argument("--train", help="--baselines: training TSV")
+    p.add_argument("--valid", help="--baselines: validation TSV (hyper-parameters)")
+    p.add_argument("--split-name", default="dev", help="what --dev is, for the report's title (default: dev)")
     p.add_argument("--teacher-device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--student-device", default="cpu", help="cpu (default), auto, cuda, cuda:N")
     return p
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    texts, labels = read_examples(args.dev, "tsv", args.text_column, args.label_column, header=True)
-    teacher = Teacher(args.teacher, device=args.teacher_device)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.baselines and not (args.train and args.valid):
+        parser.error("--baselines needs --train and --valid")
+    read = lambda path: read_examples(path, "tsv", args.text_column, args.label_column, header=True)  # noqa: E731
+    texts, labels = read(args.dev)
+    teacher = Teacher(args.teacher, device=args.teacher_device, max_positions=args.teacher_max_positions,
+                      keep_head=args.teacher_keep_head)
     rows = {"teacher": measure(parameter_counts(teacher.model), teacher.predict, texts, labels, teacher.classes, teacher.device)}
+    if args.teacher_keep_head is not None or args.teacher_max_positions is not None:
+        rows["teacher"]["window"] = {"positions": teacher.max_positions, "keep_head": teacher.keep_head}
     for spec in args.student:
         name, paths = spec.split("=", 1)
         ckpt_dir, data_bin = paths.split(":", 1)
@@ -68,14 +88,26 @@ def main(argv=None):
                                                       device=args.student_device)
         counts = {"parameters": student.num_parameters, **{k: v for k, v in parameter_counts(student.model).items()
                                                           if k != "parameters"}}
-        row = measure(counts, student.predict, texts, labels, student.classes, student.device)
-        t = rows["teacher"]
-        row["accuracy_vs_teacher"] = round(row["accuracy"] / t["accuracy"], 4)
-        row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)
-        row["speedup"] = round(row["sentences_per_second"] / t["sentences_per_second"], 1)
-        rows[name] = row
+        rows[name] = measure(counts, student.predict, texts, labels, student.classes, student.device)
+    if args.baselines:
+        train, valid = read(args.train), read(args.valid)
+        if len(args.text_column) != 1:
+            raise ValueError("--baselines reads single texts (one --text-column), not pairs")
+        for baseline in (FastText(), TfidfLogReg()):
+            baseline.fit(*train, *valid)
+            row = measure({"parameters": baseline.num_parameters}, baseline.predict, texts, labels,
+                          teacher.classes, "cpu")
+            row["settings"] = baseline.settings
+            row["trained_on"] = f"{len(train[0])} gold-labelled examples of {args.train}"
+            rows[baseline.name] = row
+    t = rows["teacher"]
+    for name, row in rows.items():
+        if name != "teacher":
+            row["accuracy_vs_teacher"] = round(row["accuracy"] / t["accuracy"], 4)
+            row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)
+            row["speedup"] = round(row["sentences_per_second"] / t["sentences_per_second"], 1)
     report = {
-        "task": f"{os.path.basename(os.path.dirname(os.path.abspath(args.dev)))} dev "
+        "task": f"{os.path.basename(os.path.dirname(os.path.abspath(args.dev)))} {args.split_name} "
                 f"({len(texts)} examples), raw text in, labels out",
         "machine": machine(r["device"] for r in rows.values()),
         "models": rows,
@@ -83,11 +115,11 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output + ".json", "w") as f:
         json.dump(report, f, indent=2)
-    plot(rows, args.output + ".png", args.title)
+    plot(rows, args.output + ".png", args.title, args.split_name)
     f1 = "f1" in rows["teacher"]
     mcc = args.mcc and "mcc" in rows["teacher"]
     no_emb = any("parameters_without_embedding" in r for r in rows.values())
-    print(f"{'model':<28}{'dev acc':>9}" + (f"{'F1':>7}" if f1 else "") + (f"{'MCC':>7}" if mcc else "")
+    print(f"{'model':<28}{args.split_name[:4] + ' acc':>9}" + (f"{'F1':>7}" if f1 else "") + (f"{'MCC':>7}" if mcc else "")
           + f"{'params':>13}"
           + (f"{'w/o emb':>12}" if no_emb else "") + f"{'device':>9}{'sentences/s':>13}{'acc/teacher':>13}{'speed-up':>10}")
     for name, r in rows.items():
@@ -104,7 +136,7 @@ def main(argv=None):
     return report
 
 
-def plot(rows, path, title):
+def plot(rows, path, title, split="dev"):
     import matplotlib
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
@@ -120,7 +152,7 @@ def plot(rows, path, title):
                     xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("sentences / second (raw text to label, this machine)")
-    ax.set_ylabel("dev accuracy (%)")
+    ax.set_ylabel(f"{split} accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     xs = [r["sentences_per_second"] for r in rows.values()]

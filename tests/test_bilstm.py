@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from fairseq.data import Dictionary
@@ -110,6 +111,14 @@ def test_sentencepiece_tokens_and_mse_loss(sst2, glue, tmp_path):
     assert accs and accs[0] >= 71.0
     summary = predict(work / "ckpt" / "checkpoint_best.pt", data, glue / "SST-2" / "dev.tsv", ["0"], tmp_path)
     assert summary["accuracy"] == pytest.approx(max(accs), abs=0.01)
+    # strings through the hub: HTML line breaks read as spaces, as the file reader reads them
+    from user_dir.inference.hub_interface import StudentHubInterface
+
+    hub = StudentHubInterface.from_pretrained(str(work / "ckpt"), "checkpoint_best.pt", str(data), device="cpu")
+    plain = ["a gripping , funny film", "dull and far too long"]
+    tagged = ["a gripping ,<br /><br />funny film", "dull and<BR>far too long"]
+    assert hub.task.encode_texts(tagged)[0].tolist() != hub.task.encode_texts(["a gripping ,<b>funny film"])[0].tolist()
+    np.testing.assert_array_equal(hub.logits(tagged), hub.logits(plain))
 
 
 def test_mrpc_pairs_with_the_siamese_bilstm(glue, imported_teacher, tmp_path):

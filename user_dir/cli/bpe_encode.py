@@ -24,6 +24,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="sentencepiece: train a unigram model of N pieces on --input when the model is missing")
     p.add_argument("--input", required=True, metavar="FILE", help="text, one example per line")
     p.add_argument("--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--max-tokens", type=int, metavar="N",
+                   help="cut longer lines to N tokens (for a teacher window of P positions: P - 2, "
+                        "room for <s> and </s>); the same cut as distill-teacher-logits --max-positions P")
+    p.add_argument("--keep-head", type=int, metavar="H",
+                   help="with --max-tokens: keep the first H tokens and the last N - H (head + tail) "
+                        "rather than the first N")
     return p
 
 
@@ -33,14 +39,17 @@ def main(argv=None) -> int:
     from ..fileio import check_input_file, check_output_path
     from ..preprocess.bpe_files import build_bpe, encode_file, train_sentencepiece
 
+    from ..preprocess.truncation import check_window
+
     args = get_parser().parse_args(argv)
+    check_window(args.max_tokens, args.keep_head)
     check_input_file(args.input)  # before training a model on it
     check_output_path(args.output)
     if (args.bpe == "sentencepiece" and args.sentencepiece_vocab_size and args.sentencepiece_model
             and not os.path.exists(args.sentencepiece_model)):
         train_sentencepiece([args.input], args.sentencepiece_model, args.sentencepiece_vocab_size)
     bpe = build_bpe(args.bpe, args.wordpiece_vocab, args.sentencepiece_model)
-    return encode_file(bpe, args.input, args.output)
+    return encode_file(bpe, args.input, args.output, max_tokens=args.max_tokens, keep_head=args.keep_head)
 
 
 def cli_main() -> None:

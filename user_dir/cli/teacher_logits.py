@@ -38,6 +38,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-bytes", type=int, default=8 << 20, metavar="N",
                    help="input bytes per shard (default: 8 MiB), the unit of resume and of the work split "
                         "between --workers; results do not depend on --workers")
+    p.add_argument("--max-positions", type=int, metavar="P",
+                   help="the teacher's window, when shorter than its checkpoint's --max-positions: the P "
+                        "the fine-tuning data was cut for (distill-bpe-encode --max-tokens P-2)")
+    p.add_argument("--keep-head", type=int, metavar="H",
+                   help="cut long texts to their first H tokens and their tail, as distill-bpe-encode "
+                        "--keep-head H cut the fine-tuning data (default: the head alone)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="CPU threads per job (default: all cores in-process, cores / workers with --workers); "
                         "CPU logits differ by about 1e-7 between thread counts, not between worker counts")
@@ -51,7 +57,7 @@ def main(argv=None) -> dict:
     result = teacher_logits_file(args.checkpoint_dir, args.input, args.output, args.input_format,
                                  args.text_column, args.header, args.checkpoint_file, args.batch_tokens,
                                  args.workers, args.cluster, args.slurm_partition, args.shard_bytes,
-                                 args.device, args.threads)
+                                 args.device, args.threads, args.max_positions, args.keep_head)
     print(json.dumps(result))
     return result
 

@@ -8,7 +8,10 @@ checkpoint (``--bpe wordpiece --wordpiece-vocab ...`` at fine-tuning), or
 ``tokenizer.json``/``vocab.txt`` found in the directory.
 
 Inputs are encoded as fine-tuning encoded them (``init_token``,
-``separator_token`` for pairs), truncated to the model's positions, sorted by
+``separator_token`` for pairs), truncated to the model's positions (or a shorter ``max_positions``; with
+``keep_head``, the text's first ``keep_head`` tokens and its tail, as
+``distill-bpe-encode --max-tokens --keep-head`` cut the fine-tuning data),
+sorted by
 length into batches of at most ``batch_tokens`` padded tokens
 (``length_batches``), and the logits come back in input order.  ``device``:
 auto (CUDA when available), cpu, cuda or cuda:N.
@@ -21,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..preprocess.truncation import check_window, head_tail
 from .devices import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -47,7 +51,8 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> List[np.ndarray
 
 class Teacher:
     def __init__(self, checkpoint_dir: str, checkpoint_file: str = "checkpoint_best.pt",
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, max_positions: Optional[int] = None,
+                 keep_head: Optional[int] = None):
         from fairseq import checkpoint_utils
         from fairseq.data import encoders
 
@@ -73,6 +78,15 @@ class Teacher:
         labels = task.label_dictionary
         self.classes = labels.symbols[labels.nspecial:labels.nspecial + cfg.task.num_classes]
         self.max_positions = min(cfg.task.max_positions, self.model.max_positions())
+        if max_positions is not None:
+            if not 2 < max_positions <= self.max_positions:
+                raise ValueError(f"max_positions must be 3 to the teacher's {self.max_positions}, "
+                                 f"got {max_positions}")
+            self.max_positions = max_positions
+        # the window of the text's own tokens: <s> (init_token) and </s> take the other positions
+        self.init_tokens = int(cfg.task.init_token is not None)
+        check_window(self.max_positions - 1 - self.init_tokens, keep_head, "the window")
+        self.keep_head = keep_head
 
     def encode(self, text: Text) -> torch.Tensor:
         """Token ids as fine-tuning saw them: [init] a </s> ([sep] b </s>), cut to ``max_positions``."""
@@ -84,9 +98,14 @@ class Teacher:
         return [self.truncate(ids) for ids in full], sum(len(ids) > self.max_positions for ids in full)
 
     def truncate(self, ids: torch.Tensor) -> torch.Tensor:
-        if len(ids) > self.max_positions:  # keep the end-of-sentence token
-            ids = torch.cat([ids[: self.max_positions - 1], ids[-1:]])
-        return ids
+        if len(ids) <= self.max_positions:
+            return ids
+        if self.keep_head is None:  # keep the end-of-sentence token
+            return torch.cat([ids[: self.max_positions - 1], ids[-1:]])
+        # head + tail of the text between <s> and </s> (single texts; for pairs the tail is the second's)
+        i = self.init_tokens
+        body = head_tail(ids[i:-1], self.max_positions - 1 - i, self.keep_head)
+        return torch.cat([ids[:i], body, ids[-1:]])
 
     def encode_full(self, text: Text) -> torch.Tensor:
         """``encode`` before truncation."""

@@ -3,9 +3,10 @@
 import logging
 import os
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..fileio import atomic_output, check_input_file, check_output_path, publish
+from .truncation import check_window, head_tail
 from .text_io import DecodeReport, iter_lines, remove_stale_temps, warn_bad_utf8
 
 logger = logging.getLogger(__name__)
@@ -67,20 +68,39 @@ def train_sentencepiece(inputs: Sequence[str], model_path: str, vocab_size: int,
     return model_path
 
 
-def encode_file(bpe, input_path: str, output_path: str, batch_lines: int = 10000) -> int:
-    """BPE-encode a text file line by line (line rules of ``text_io``); atomic output."""
+def encode_file(bpe, input_path: str, output_path: str, batch_lines: int = 10000,
+                max_tokens: Optional[int] = None, keep_head: Optional[int] = None) -> int:
+    """BPE-encode a text file line by line (line rules of ``text_io``); atomic output.
+
+    ``max_tokens``: a line of more tokens keeps its first ``keep_head`` and its
+    last ``max_tokens - keep_head`` (``truncation.head_tail``; no ``keep_head``:
+    the first ``max_tokens``).  Returns the lines written."""
+    check_window(max_tokens, keep_head)
     check_input_file(input_path)
     check_output_path(output_path)
     remove_stale_temps(os.path.dirname(os.path.abspath(output_path)), [os.path.basename(output_path)])
     encode_batch = getattr(bpe, "encode_batch", None) or (lambda lines: [bpe.encode(x) for x in lines])
-    report, batch, written = DecodeReport(), [], 0
+    report, batch, written, cut = DecodeReport(), [], 0, 0
+
+    def encoded(lines):
+        nonlocal cut
+        out = encode_batch(lines)
+        if max_tokens is not None:
+            pieces = [x.split() for x in out]
+            cut += sum(len(p) > max_tokens for p in pieces)
+            out = [" ".join(head_tail(p, max_tokens, keep_head)) for p in pieces]
+        return "".join(x + "\n" for x in out)
+
     with atomic_output(output_path, "w", encoding="utf-8", newline="\n") as out:
         for line in iter_lines(input_path, report=report):
             batch.append(line)
             if len(batch) >= batch_lines:
-                out.write("".join(x + "\n" for x in encode_batch(batch)))
+                out.write(encoded(batch))
                 written, batch = written + len(batch), []
-        out.write("".join(x + "\n" for x in encode_batch(batch)))
+        out.write(encoded(batch))
         written += len(batch)
     warn_bad_utf8(input_path, [n + 1 for n in report.bad_lines])
+    if max_tokens is not None:
+        how = "the head" if keep_head is None else f"head {keep_head} + tail {max_tokens - keep_head}"
+        logger.info("%s: %d of %d lines cut to %d tokens (%s)", input_path, cut, written, max_tokens, how)
     return written

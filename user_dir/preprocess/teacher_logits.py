@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 def score_shards(checkpoint_dir: str, checkpoint_file: str, device: str, threads: int, path: str,
                  fmt: str, text_columns: Sequence[int], header: bool, batch_tokens: int,
-                 shards: Sequence[Tuple[int, int, str]]) -> dict:
+                 shards: Sequence[Tuple[int, int, str]], max_positions: Optional[int] = None,
+                 keep_head: Optional[int] = None) -> dict:
     """One job: load the teacher once, then compute and save each shard ``(start, end, npy)`` in
     turn (its row count first, the .npy last, each atomically).  Returns the rows computed,
     how many of them were truncated, the teacher's classes and the device."""
@@ -42,7 +43,7 @@ def score_shards(checkpoint_dir: str, checkpoint_file: str, device: str, threads
     if threads:
         torch.set_num_threads(threads)
     try:
-        teacher = Teacher(checkpoint_dir, checkpoint_file, device)
+        teacher = Teacher(checkpoint_dir, checkpoint_file, device, max_positions, keep_head)
         rows = truncated = 0
         for start, end, shard_path in shards:
             texts, _ = read_examples(path, fmt, text_columns, None, header and start == 0, start, end)
@@ -83,7 +84,8 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
                         text_columns: Sequence[int] = (0,), header: bool = False,
                         checkpoint_file: str = "checkpoint_best.pt", batch_tokens: int = 8192,
                         workers: int = 1, cluster: str = "local", slurm_partition: Optional[str] = None,
-                        shard_bytes: int = 8 << 20, device: str = "auto", threads: int = 0) -> dict:
+                        shard_bytes: int = 8 << 20, device: str = "auto", threads: int = 0,
+                        max_positions: Optional[int] = None, keep_head: Optional[int] = None) -> dict:
     """Write ``output_path`` (.npy [N, C]) and its class-order .json for every example of the input.
 
     ``workers`` jobs (submitit: local processes, or SLURM jobs with
@@ -91,7 +93,8 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
     do; a file of fewer shards than workers uses fewer jobs.  ``device``:
     auto (CUDA when available), cpu, cuda or cuda:N.  ``threads``: CPU
     threads per job (0: torch's default in-process, the cores divided among
-    the jobs for ``workers`` > 1).
+    the jobs for ``workers`` > 1).  ``max_positions`` / ``keep_head``: the
+    teacher's window, as ``Teacher`` takes them (the fine-tuning data's cut).
 
     The logits depend on the input, ``shard_bytes``, ``batch_tokens``, the
     device and, on CPU, the thread count (the kernels' reductions split
@@ -130,6 +133,7 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
             "input": os.path.abspath(input_path), "size": size, "mtime": os.path.getmtime(input_path),
             "checkpoint": os.path.abspath(ckpt), "checkpoint_mtime": os.path.getmtime(ckpt),
             "format": fmt, "columns": list(text_columns), "header": header, "offsets": offsets,
+            "max_positions": max_positions, "keep_head": keep_head,
         })
         remove_stale_temps(os.path.dirname(os.path.abspath(output_path)),
                            [os.path.basename(output_path), os.path.basename(class_order_path(output_path))])
@@ -146,7 +150,7 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
         def job_args(j):
             return (checkpoint_dir, checkpoint_file, devices[j], threads, input_path,
                     fmt, list(text_columns), header, batch_tokens,
-                    [(offsets[i], offsets[i + 1], shards[i]) for i in groups[j]])
+                    [(offsets[i], offsets[i + 1], shards[i]) for i in groups[j]], max_positions, keep_head)
 
         start = time.perf_counter()
         bar = tqdm(total=len(shards), initial=len(shards) - len(todo), unit="shard", desc="teacher logits",

@@ -35,6 +35,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from omegaconf import II
 
+from ..preprocess.text_io import clean_text
 from .online_teacher import OnlineTeacher
 from .student_task import StudentTask, StudentTaskConfig
 
@@ -218,6 +219,8 @@ class GlueDistillationTask(StudentTask):
         if self.bpe is None:
             raise ValueError("set_bpe() first: raw text needs the BPE the data-bin was encoded with")
         d = self.source_dictionary
+        # as the file reader cleans the data-bin's lines (fairseq's SentencePiece BPE does not)
+        texts = [clean_text(t) for t in texts]
         encoded = self.bpe.encode_batch(texts) if hasattr(self.bpe, "encode_batch") \
             else [self.bpe.encode(t) for t in texts]
         limit = self.cfg.max_positions
