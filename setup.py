@@ -45,6 +45,7 @@ setup(
             "distill-prune = user_dir.cli.prune:cli_main",
             "distill-export-hf = user_dir.cli.export_hf:cli_main",
             "distill-extract-student = user_dir.cli.extract_student:cli_main",
+            "distill-split-sentences = user_dir.cli.split_sentences:cli_main",
         ],
     },
 )

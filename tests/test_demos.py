@@ -164,6 +164,4 @@ def test_imdb_demo_on_a_few_hundred_reviews(tmp_path):
     assert max(len(line.split()) for line in (work / "teacher" / "ft.bpe").read_text().splitlines()) == 62
     truncation = json.loads((work / "truncation.json").read_text())
     assert truncation["test_reviews"] == 100 and set(truncation["accuracy"]) == {"head 16 + tail", "head only"}
-    assert "valid on" in out.stdout
-    again = demo("imdb.sh", "--smoke", work=work)  # a rerun finds every step done
-    assert "failed" not in again.stderr and json.loads((work / "report.json").read_text()) == report
+    assert "valid on" in out.stdout  # (reruns: the main demo's test, same step helpers)
