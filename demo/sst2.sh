@@ -7,6 +7,7 @@
 #   bash demo/sst2.sh --full     # teacher on all of train (2 epochs), paper-size DAN: hours on CPU
 #   bash demo/sst2.sh --smoke    # the same steps on a slice with tiny settings (the tests' check)
 #   bash demo/sst2.sh --dry-run  # print the commands of the default run (the README's), run nothing
+#   bash demo/sst2.sh --corpus [--smoke]  # then IMDB sentences as unlabelled transfer data (demo/sst2_corpus.sh)
 #
 # Steps already done are skipped on rerun; fairseq-train resumes from its last
 # checkpoint. Each step's full log is in WORK/logs/. Environment: DATA (GLUE SST-2
@@ -17,6 +18,7 @@ DATA=${DATA:-$REPO/../shared/data/glue/SST-2}
 WORK=${WORK:-$REPO/demo/work/sst2}
 WEIGHTS=${WEIGHTS:-$REPO/.cache/weights/all-MiniLM-L6-v2}
 MODE=default
+if [ "${1:-}" = --corpus ]; then shift; exec bash "$REPO/demo/sst2_corpus.sh" "$@"; fi
 case ${1:-} in
     "") ;;
     --full) MODE=full; WORK=${WORK%/}-full ;;

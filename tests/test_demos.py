@@ -112,6 +112,17 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     assert "Namespace(" not in main.stdout + main.stderr  # fairseq's config dumps stay in the logs
     assert (base / "logs" / "dan.log").exists() and "valid on" in main.stdout
 
+    # the corpus path: IMDB sentences labelled by the main job's teacher, a DAN per transfer-set size
+    demo("sst2.sh", "--corpus", "--smoke", work=base)
+    curve = json.loads((base / "corpus" / "curve.json").read_text())
+    stats = json.loads((base / "corpus" / "sentences.txt.json").read_text())
+    assert stats["documents"] == 120 and stats["kept"] > 500 and stats["duplicates"] >= 0
+    sizes = [p["corpus_sentences"] for p in curve["points"]]
+    assert sizes == [0, 300, stats["kept"]] and [len(p["runs"]) for p in curve["points"]] == [1, 1, 2]
+    assert curve["points"][0]["transfer_rows"] == 600 and (base / "corpus" / "curve.png").stat().st_size > 0
+    import numpy as np
+    assert np.load(base / "corpus" / f"bin-{stats['kept']}" / "distill" / "train.npy").shape == (600 + stats["kept"], 2)
+
     demo("dbert_sst2.sh", "--smoke", work=base)
     report = json.loads((base / "dbert" / "labelled" / "report.json").read_text())
     assert list(report["models"]) == [

@@ -1,0 +1,90 @@
+"""Dev accuracy of DAN students against transfer-set size: OUTPUT.json and OUTPUT.png.
+
+Each point is ``N:CKPT_DIR:DATA_BIN`` (N corpus sentences added to the
+task's ``--base-rows`` training rows; one point per seed, same N repeated).
+Every student goes from the raw dev texts to labels (its own featurization),
+as in demo/report.py; the teacher's dev accuracy is the reference line.
+
+    python demo/curve.py --dev SST-2/dev.tsv --teacher WORK/teacher/ckpt --base-rows 67349 \\
+        --output WORK/corpus/curve 0:WORK/corpus/dan-0-seed1:WORK/corpus/bin-0 ...
+"""
+
+import argparse
+import json
+import logging
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from user_dir.fileio import atomic_output
+from user_dir.inference.hub_interface import StudentHubInterface
+from user_dir.inference.teacher import Teacher
+from user_dir.inference.timing import accuracy
+from user_dir.preprocess.examples import read_examples
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dev", required=True, help="dev TSV with a header line (text, label)")
+    p.add_argument("--teacher", required=True, help="the teacher's checkpoint directory")
+    p.add_argument("--base-rows", type=int, required=True, help="the task's own training rows")
+    p.add_argument("--output", required=True)
+    p.add_argument("points", nargs="+", metavar="N:CKPT_DIR:DATA_BIN")
+    args = p.parse_args(argv)
+    texts, labels = read_examples(args.dev, "tsv", [0], 1, header=True)
+    teacher_acc = accuracy(Teacher(args.teacher).predict(texts), labels)
+    by_size = defaultdict(list)
+    for spec in args.points:
+        n, ckpt_dir, data_bin = spec.split(":", 2)
+        student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin, device="cpu")
+        by_size[int(n)].append({"checkpoint": ckpt_dir, "accuracy": accuracy(student.predict(texts), labels)})
+    points = []
+    for n in sorted(by_size):
+        accs = [r["accuracy"] for r in by_size[n]]
+        mean = float(np.mean(accs))
+        points.append({"corpus_sentences": n, "transfer_rows": args.base_rows + n, "runs": by_size[n],
+                       "mean_accuracy": round(mean, 2), "std": round(float(np.std(accs)), 2),
+                       "mean_vs_teacher": round(mean / teacher_acc, 4)})
+    report = {"dev": os.path.abspath(args.dev), "dev_examples": len(texts), "teacher_accuracy": teacher_acc,
+              "points": points}
+    with atomic_output(args.output + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    plot(report, args.output + ".png")
+    for pt in points:
+        print(f"{pt['transfer_rows']:>10,} rows: dev accuracy {pt['mean_accuracy']:.2f} "
+              f"(+- {pt['std']:.2f}, {len(pt['runs'])} run(s)), {100 * pt['mean_vs_teacher']:.1f}% of the teacher's "
+              f"{teacher_acc:.2f}")
+    return report
+
+
+def plot(report, path):
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = report["points"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    xs = [p["transfer_rows"] for p in pts]
+    ax.errorbar(xs, [p["mean_accuracy"] for p in pts], yerr=[p["std"] for p in pts], marker="o", capsize=3,
+                label="DAN (KD), mean of the runs")
+    for p in pts:
+        ax.scatter([p["transfer_rows"]] * len(p["runs"]), [r["accuracy"] for r in p["runs"]], s=10, color="gray")
+    t = report["teacher_accuracy"]
+    ax.axhline(t, linestyle="--", color="black", label=f"teacher {t:.2f}")
+    ax.axhline(0.97 * t, linestyle=":", color="gray", label="97% of the teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("transfer-set rows (SST-2 phrases + corpus sentences)")
+    ax.set_ylabel("dev accuracy (%)")
+    ax.set_title("Sparse distillation on SST-2: transfer-set size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path + ".part.png", dpi=120)
+    os.replace(path + ".part.png", path)
+
+
+if __name__ == "__main__":
+    main()
