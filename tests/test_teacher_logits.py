@@ -125,7 +125,7 @@ def test_one_job_per_worker_over_contiguous_shards(finetuned_teacher, tmp_path, 
     jobs = InlineExecutor.submitted
     assert result["shards"] > 4 and result["jobs"] == 2 and len(jobs) == 2
     assert [job[2] for job in jobs] == ["cuda:0", "cuda:1"]
-    shards = [os.path.basename(shard[2]) for job in jobs for shard in job[-1]]
+    shards = [os.path.basename(shard[2]) for job in jobs for shard in job[9]]  # score_shards' shard list
     assert shards == [f"shard-{i:05d}.npy" for i in range(result["shards"])]  # contiguous ranges, each once
     assert len(loads) == 2  # the teacher once per job
     assert torch.get_num_threads() == threads  # a job run in-process gives the threads back
@@ -229,6 +229,7 @@ def test_resume_skips_finished_shards(finetuned_teacher, tmp_path):
         "input": os.path.abspath(src), "size": os.path.getsize(src), "mtime": os.path.getmtime(src),
         "checkpoint": os.path.abspath(ckpt), "checkpoint_mtime": os.path.getmtime(ckpt),
         "format": "text", "columns": [0], "header": False, "offsets": offsets,
+        "max_positions": None, "keep_head": None,
     })
     first_rows = len(open(src, "rb").read()[offsets[0]:offsets[1]].splitlines())
     np.save(os.path.join(work, "shard-00000.npy"), np.full((first_rows, 2), 7.0, np.float32))  # a killed run's
