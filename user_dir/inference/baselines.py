@@ -82,8 +82,7 @@ class TfidfLogReg:
 
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=self.min_df, sublinear_tf=True,
                                           preprocessor=lambda t: clean_text(t).lower())
-        x, xv = self.vectorizer.fit_transform(texts), None
-        xv = self.vectorizer.transform(valid_texts)
+        x, xv = self.vectorizer.fit_transform(texts), self.vectorizer.transform(valid_texts)
         best = None
         for c in self.cs:
             model = LogisticRegression(C=c, max_iter=2000).fit(x, labels)

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Sequence
 
 from ..fileio import (
     atomic_output,
