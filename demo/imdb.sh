@@ -5,7 +5,7 @@
 # train labels (KD+FT). Scored on the 25,000 test reviews, raw text to label, against
 # fastText and TF-IDF logistic regression trained on the same gold labels.
 #
-#   bash demo/imdb.sh            # defaults: about 2 hours on 2 CPU cores (1 h 50 min measured)
+#   bash demo/imdb.sh            # defaults: about 2 hours on 2 CPU cores (2 h 10 min measured)
 #   bash demo/imdb.sh --full     # teacher on all of train, window 512, all 50k unlabelled reviews: hours on CPU
 #   bash demo/imdb.sh --smoke    # the same steps on a few hundred reviews (the tests' check)
 #
