@@ -19,6 +19,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device, skipped without one (tests/test_gpu.py)")
 
 
+def demo(name, *args, work=None, check=True):
+    """Run demo/NAME with ARGS, its work directory at WORK; raise with its output tail if it fails."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if work is not None:
+        env["WORK"] = str(work)
+    proc = subprocess.run(["bash", str(REPO / "demo" / name), *args], env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
 def read_tsv(path, skip_header=True):
     """Rows of a GLUE TSV (BOM on the header tolerated)."""
     with open(path, encoding="utf-8-sig") as f:

@@ -2,25 +2,12 @@
 
 import fcntl
 import json
-import os
 import re
 import shlex
-import subprocess
 
 from omegaconf import OmegaConf
 
-from conftest import BIN, REPO
-
-
-def demo(name, *args, work=None, check=True):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if work is not None:
-        env["WORK"] = str(work)
-    proc = subprocess.run(["bash", str(REPO / "demo" / name), *args], env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{name} {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+from conftest import REPO, demo
 
 
 def commands(text):
@@ -103,8 +90,8 @@ def test_a_work_dir_takes_one_run_at_a_time(tmp_path):
 
 
 def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
-    """Each demo's mechanism on a slice with tiny settings, as the README runs them:
-    the main job, then D-BERT and ROSITA on its work directory, ROSITA on CoLA, then MRPC."""
+    """Each demo's mechanism on a slice with tiny settings, as the README runs them: the main job,
+    then its corpus path, D-BERT and ROSITA on its work directory (CoLA and MRPC: test_demo_glue.py)."""
     base = tmp_path / "sst2"
     main = demo("sst2.sh", "--smoke", work=base)
     report = json.loads((base / "report.json").read_text())
@@ -142,37 +129,6 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
         assert report["models"][setting]["parameters"] == pruned["parameters"]
     assert report["models"]["depth-pruned BERT(student) 4L"]["parameters"] < report["models"]["teacher"]["parameters"]
 
-    demo("rosita_cola.sh", "--smoke", work=tmp_path / "cola")
-    report = json.loads((tmp_path / "cola" / "rosita" / "report.json").read_text())
-    assert list(report["models"]) == ["teacher", "ROSITA setting 1", "pruned, gold only"]
-    assert all("mcc" in m for m in report["models"].values())
-    assert report["task"].startswith("cola dev (100 examples)")
-
-    demo("mrpc.sh", "--smoke", work=tmp_path / "mrpc")
-    report = json.loads((tmp_path / "mrpc" / "report.json").read_text())
-    assert len(report["models"]) == 3 and all("f1" in m for m in report["models"].values())
-
     # a rerun finds every step done
     again = demo("sst2.sh", "--smoke", work=base)
     assert "training log" in again.stdout and "failed" not in again.stderr
-
-
-def test_imdb_demo_on_a_few_hundred_reviews(tmp_path):
-    """demo/imdb.sh's mechanism: head + tail cut, transfer set with unlabelled reviews, KD then
-    KD+FT, the gold-label baselines and the truncation ablation, from an empty work dir."""
-    work = tmp_path / "imdb"
-    out = demo("imdb.sh", "--smoke", work=work)
-    report = json.loads((work / "report.json").read_text())
-    assert list(report["models"]) == ["teacher", "DAN (KD)", "DAN (KD+FT)", "fastText (bigrams)",
-                                      "TF-IDF 1-2-gram LR"]
-    assert report["task"].startswith("imdb test (200 examples)")
-    assert report["models"]["teacher"]["window"] == {"positions": 64, "keep_head": 16}
-    # the transfer set: labelled train and unlabelled reviews, rows aligned with the teacher's logits
-    import numpy as np
-    assert np.load(work / "data-bin" / "distill" / "train.npy").shape == (500, 2)
-    assert not (work / "data-bin" / "label" / "train.bin").exists()
-    # every fine-tuning review was cut to the window's 62 WordPieces, head 16 + tail
-    assert max(len(line.split()) for line in (work / "teacher" / "ft.bpe").read_text().splitlines()) == 62
-    truncation = json.loads((work / "truncation.json").read_text())
-    assert truncation["test_reviews"] == 100 and set(truncation["accuracy"]) == {"head 16 + tail", "head only"}
-    assert "valid on" in out.stdout  # (reruns: the main demo's test, same step helpers)
