@@ -83,17 +83,20 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
     fi
 }
 
-finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE [METRIC [SAVE-DIR]]: sentence_prediction
+finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHARE [METRIC [SAVE-DIR [FROM-DIR [FROM-PT]]]]
+    # sentence_prediction from FROM-DIR/FROM-PT (default: the import, teacher/base/model.pt) with
+    # the architecture flags of FROM-DIR/model-args.txt
     local bin=$1 examples=$2 epochs=$3 lr=$4 warmup_div=$5 metric=${6:-accuracy} save=${7:-teacher/ckpt}
+    local from=${8:-teacher/base}; local from_pt=${9:-$from/model.pt}
     local name=teacher-finetune; [ "$save" = teacher/ckpt ] || name=teacher-finetune-${save//\//-}
     local report=""; [ "$metric" = mcc ] && report=--report-mcc  # sentence_prediction's CoLA metric
     local updates=$(( (examples / 32 + 1) * epochs ))
     local model_args=__MODEL_ARGS__  # the flags of the imported architecture
-    [ "${MODE:-}" = dry ] || model_args=$(cat teacher/base/model-args.txt)
+    [ "${MODE:-}" = dry ] || model_args=$(cat $from/model-args.txt)
     # --finetune-from-model starts from the import on the first launch only: a rerun
     # resumes from teacher/ckpt/checkpoint_last.pt (or finds the training done)
     train $name "$save" fairseq-train "$bin" --user-dir "$REPO/user_dir" \
-        --finetune-from-model "$WORK/teacher/base/model.pt" $model_args \
+        --finetune-from-model "$WORK/$from_pt" $model_args \
         --task sentence_prediction --num-classes 2 --init-token 0 --max-positions 512 \
         --criterion sentence_prediction $report \
         --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.1 --clip-norm 0.0 \

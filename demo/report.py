@@ -13,6 +13,7 @@ table says when a speed-up compares devices.
     # pairs: --text-column 3 4 --label-column 0
     # the gold-label baselines too (fastText, TF-IDF LR), tuned on VALID:
     #   --baselines --train TRAIN.tsv --valid VALID.tsv
+    # other sentence_prediction models, read as the teacher is: --transformer "NAME=CKPT_DIR"
 """
 
 import argparse
@@ -50,6 +51,9 @@ def get_parser():
     p.add_argument("--teacher", required=True, help="the teacher's checkpoint directory")
     p.add_argument("--student", action="append", default=[], metavar="NAME=CKPT_DIR:DATA_BIN",
                    help="a student (checkpoint_best.pt of CKPT_DIR); repeatable")
+    p.add_argument("--transformer", action="append", default=[], metavar="NAME=CKPT_DIR",
+                   help="another model fine-tuned with fairseq's sentence_prediction (as the teacher), "
+                        "measured as the teacher is, on the student device")
     p.add_argument("--output", required=True, help="OUTPUT.json and OUTPUT.png are written")
     p.add_argument("--title", default="Distillation on SST-2")
     p.add_argument("--mcc", action="store_true", help="show Matthews correlation (x100, CoLA's metric) in the "
@@ -89,6 +93,10 @@ def main(argv=None):
         counts = {"parameters": student.num_parameters, **{k: v for k, v in parameter_counts(student.model).items()
                                                           if k != "parameters"}}
         rows[name] = measure(counts, student.predict, texts, labels, student.classes, student.device)
+    for spec in args.transformer:
+        name, ckpt_dir = spec.split("=", 1)
+        model = Teacher(ckpt_dir, device=args.student_device)
+        rows[name] = measure(parameter_counts(model.model), model.predict, texts, labels, model.classes, model.device)
     if args.baselines:
         train, valid = read(args.train), read(args.valid)
         if len(args.text_column) != 1:
