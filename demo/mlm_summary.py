@@ -15,6 +15,8 @@ import re
 from user_dir.fileio import atomic_output
 
 TERMS = ("loss", "kd_loss", "mlm_loss", "cos_loss", "mse_loss")
+TITLES = {"loss": "loss (weighted sum, bits)", "kd_loss": "kd_loss (T\u00b2 KL, nats)", "mlm_loss": "mlm_loss (CE, bits)",
+          "cos_loss": "cos_loss (1 - cosine)", "mse_loss": "mse_loss (logit MSE)"}
 
 
 def number(v):
@@ -60,7 +62,7 @@ def plot_curves(train, path, title):
     for ax, term in zip(axes[0], terms):
         pts = [(r["num_updates"], r[term]) for r in train if r.get(term) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
-        ax.set_title(term if term != "loss" else "loss (weighted sum, bits)", fontsize=9)
+        ax.set_title(TITLES[term], fontsize=9)
         ax.set_xlabel("updates", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
