@@ -46,6 +46,7 @@ setup(
             "distill-export-hf = user_dir.cli.export_hf:cli_main",
             "distill-extract-student = user_dir.cli.extract_student:cli_main",
             "distill-split-sentences = user_dir.cli.split_sentences:cli_main",
+            "distill-sparsify = user_dir.cli.sparsify:cli_main",
         ],
     },
 )

@@ -1,4 +1,5 @@
-"""distill-importance: Taylor importance of a transformer classifier's heads and FFN neurons."""
+"""distill-importance: Taylor (ROSITA) or mask-gradient (MiniDisc) importance of a transformer
+classifier's heads and FFN neurons."""
 
 import argparse
 import json
@@ -10,9 +11,10 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="distill-importance",
         description="Score every attention head and FFN neuron of a fine-tuned transformer classifier "
-        "(hf_bert, pruned_roberta) by Taylor importance |w| * sum over batches |dL/dw| (ROSITA), on a split "
+        "(hf_bert, pruned_roberta) by Taylor importance |w| * sum over batches |dL/dw| (ROSITA) or by mask "
+        "gradients (--method mask, MiniDisc), on a split "
         "of a glue_distillation data-bin, without updating the weights. Writes the JSON file distill-prune "
-        "reads (format in user_dir/compress/importance.py).",
+        "and distill-sparsify read (format in user_dir/compress/importance.py).",
     )
     p.add_argument("--checkpoint", required=True, help="the model to score (a fairseq checkpoint)")
     p.add_argument("--data", required=True, help="data-bin in the model's dictionary (input0/, label/)")
@@ -23,6 +25,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--distillation-target", action="store_true",
                    help="teacher logits from DATA/distill/SPLIT.npy instead of a teacher checkpoint")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the KD loss")
+    p.add_argument("--method", default="taylor", choices=["taylor", "mask"],
+                   help="taylor: |w| * sum |dL/dw| (ROSITA); mask: sum |dL/d mask| of head and neuron masks, "
+                        "each layer normalised by its L2 norm (MiniDisc, which scores on dev: --split valid)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-sentences", type=int, default=0, help="score on the first N sentences (0: all)")
     p.add_argument("--output", required=True, help="JSON file to write")
@@ -35,7 +40,8 @@ def main(argv=None) -> dict:
     a = get_parser().parse_args(argv)
     scores = score_checkpoint(a.checkpoint, a.data, a.output, split=a.split, loss=a.loss,
                               teacher_checkpoint=a.teacher_checkpoint, distillation_target=a.distillation_target,
-                              temperature=a.temperature, batch_size=a.batch_size, max_sentences=a.max_sentences)
+                              temperature=a.temperature, batch_size=a.batch_size, max_sentences=a.max_sentences,
+                              method=a.method)
     summary = {"output": a.output, "batches": scores["batches"], "sentences": scores["sentences"]}
     print(json.dumps(summary))
     return summary

@@ -68,7 +68,8 @@ def shapes_from_state(state: dict, args) -> dict:
     if not ids or ids != list(range(len(ids))):
         raise ValueError(f"the weights' encoder layers are {ids}: not a transformer encoder checkpoint")
     head_dim = args.encoder_embed_dim // args.encoder_attention_heads
-    heads = [state[f"{ENC}layers.{i}.self_attn.q_proj.weight"].shape[0] // head_dim for i in ids]
+    q = f"{ENC}layers.{{}}.self_attn.q_proj.weight"
+    heads = [state[q.format(i)].shape[0] // head_dim if q.format(i) in state else 0 for i in ids]  # 0: skipped
     ffn = [state[f"{ENC}layers.{i}.fc1.weight"].shape[0] for i in ids]
     rank = state[ENC + "embed_tokens.embed.weight"].shape[1] if ENC + "embed_tokens.embed.weight" in state else 0
     return {"encoder_layers": len(ids), "layer_heads": heads, "layer_ffn_dims": ffn, "embed_rank": rank}
@@ -144,8 +145,9 @@ def plain_config(cfg) -> dict:
     return out
 
 
-def save_encoder(model, state: dict, args, output_dir: str, extra_files: dict = None) -> str:
-    """``output_dir/model.pt`` (last) and ``model-args.txt``; ``extra_files``: name -> text, first."""
+def save_encoder(model, state: dict, args, output_dir: str, extra_files: dict = None, extra_keys: dict = None) -> str:
+    """``output_dir/model.pt`` (last) and ``model-args.txt``; ``extra_files``: name -> text, first;
+    ``extra_keys``: more top-level entries of the checkpoint (fairseq ignores them)."""
     args = as_pruned_args(args, layer_shapes(model))
     del args.load_checkpoint_heads
     cfg = plain_config(state["cfg"])
@@ -153,7 +155,7 @@ def save_encoder(model, state: dict, args, output_dir: str, extra_files: dict = 
     checkpoint = {"cfg": cfg, "args": None, "model": model.state_dict(), "criterion": None, "extra_state": {},
                   "optimizer_history": [{"criterion_name": "none", "optimizer_name": "none",
                                          "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-                  "last_optimizer_state": None}
+                  "last_optimizer_state": None, **(extra_keys or {})}
     os.makedirs(output_dir, exist_ok=True)
     marker = os.path.join(output_dir, "model.pt")
     if os.path.exists(marker):  # a rerun: the old marker must not vouch for new files

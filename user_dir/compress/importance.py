@@ -23,7 +23,7 @@ The file ``distill-importance`` writes (JSON, read by ``distill-prune``)::
 
 import json
 import logging
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence, Tuple
 
 import torch
 
@@ -57,43 +57,54 @@ def structure_scores(model) -> list:
     return out
 
 
-def taylor_importance(model, batches: Iterable, loss_fn: Callable, progress=None) -> dict:
-    """``{"heads": [[...]], "ffn": [[...]], "batches": n, "sentences": n}`` for ``model``.
-
-    ``loss_fn(model, sample)`` returns the batch's (mean) loss.
-    """
-    weights = [w for layer in tracked_weights(model) for w in layer]
-    acc = None
+def score_batches(model, batches: Iterable, loss_fn: Callable, scored: Sequence[torch.Tensor],
+                  collect: Callable, progress=None) -> Tuple[int, int]:
+    """For each batch: ``loss_fn(model, sample).backward()`` with gradients for ``scored`` alone
+    (cleared before each batch), then ``collect()``.  The model is in eval mode (no dropout) and its
+    weights are never updated; its modes and gradients are restored after.  (batches, sentences)."""
     was_training = model.training
     model.eval()
-    grads = {}
+    flags = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
-        grads[p] = p.requires_grad
         p.requires_grad_(False)
-    for w in weights:  # gradients for the scored weights only
-        w.requires_grad_(True)
+    for t in scored:
+        t.requires_grad_(True)
     n_batches = n_sentences = 0
     try:
         for sample in batches:
-            for w in weights:
-                w.grad = None
-            loss = loss_fn(model, sample)
-            loss.backward()
-            scores = structure_scores(model)
-            acc = scores if acc is None else [(h + sh, f + sf) for (h, f), (sh, sf) in zip(acc, scores)]
+            for t in scored:
+                t.grad = None
+            loss_fn(model, sample).backward()
+            collect()
             n_batches += 1
             n_sentences += sample["nsentences"]
             if progress is not None:
                 progress.update(1)
     finally:
-        for p, flag in grads.items():
+        for p, flag in flags.items():
             p.grad = None
             p.requires_grad_(flag)
         model.train(was_training)
     if not n_batches:
         raise ValueError("no batches to score: the split is empty")
+    return n_batches, int(n_sentences)
+
+
+def taylor_importance(model, batches: Iterable, loss_fn: Callable, progress=None) -> dict:
+    """``{"heads": [[...]], "ffn": [[...]], "batches": n, "sentences": n}`` for ``model``.
+
+    ``loss_fn(model, sample)`` returns the batch's (mean) loss.
+    """
+    acc = []
+
+    def collect():
+        scores = structure_scores(model)
+        acc[:] = scores if not acc else [(h + sh, f + sf) for (h, f), (sh, sf) in zip(acc, scores)]
+
+    weights = [w for layer in tracked_weights(model) for w in layer]
+    n_batches, n_sentences = score_batches(model, batches, loss_fn, weights, collect, progress)
     return {"heads": [h.tolist() for h, _ in acc], "ffn": [f.tolist() for _, f in acc],
-            "batches": n_batches, "sentences": int(n_sentences)}
+            "batches": n_batches, "sentences": n_sentences}
 
 
 def save_importance(path: str, scores: dict, **meta) -> None:
@@ -116,14 +127,20 @@ def load_importance(path: str) -> dict:
 
 def score_checkpoint(checkpoint: str, data: str, output: str, split: str = "train", loss: str = "ce",
                      teacher_checkpoint: str = "", distillation_target: bool = False,
-                     temperature: float = 1.0, batch_size: int = 32, max_sentences: int = 0) -> dict:
-    """Score ``checkpoint``'s heads and FFN neurons on ``data``'s ``split``; write ``output``."""
+                     temperature: float = 1.0, batch_size: int = 32, max_sentences: int = 0,
+                     method: str = "taylor") -> dict:
+    """Score ``checkpoint``'s heads and FFN neurons on ``data``'s ``split``; write ``output``.
+
+    ``method``: ``taylor`` (ROSITA, above) or ``mask`` (MiniDisc: summed |d loss / d mask| of head
+    and neuron masks, normalised per layer; ``compress/sparsity.py``)."""
     from tqdm import tqdm
 
     from ..criterions.distillation_losses import cross_entropy, prediction_loss
     from ..tasks.glue_distillation import glue_task
     from .encoder_checkpoint import file_digest, load_encoder
 
+    if method not in ("taylor", "mask"):
+        raise ValueError(f"--method {method!r}: taylor (ROSITA) or mask (MiniDisc)")
     if loss not in ("ce", "soft_ce", "kl"):
         raise ValueError(f"--loss {loss!r}: ce (gold labels), soft_ce or kl (against a teacher)")
     if loss != "ce" and not (teacher_checkpoint or distillation_target):
@@ -163,9 +180,14 @@ def score_checkpoint(checkpoint: str, data: str, output: str, split: str = "trai
         return prediction_loss(loss, logits, task.teacher_logits(sample), temperature).mean
 
     with tqdm(total=len(batches), desc="importance", unit="batch") as bar:
-        scores = taylor_importance(model, samples(), loss_fn, progress=bar)
+        if method == "mask":
+            from .sparsity import mask_importance
+
+            scores = mask_importance(model, samples(), loss_fn, progress=bar)
+        else:
+            scores = taylor_importance(model, samples(), loss_fn, progress=bar)
     save_importance(output, scores, checkpoint=checkpoint, checkpoint_sha256=file_digest(checkpoint),
-                    loss=loss, split=split)
+                    loss=loss, split=split, method=method)
     logger.info("scored %d heads and %d FFN neurons on %d %s sentences -> %s",
                 sum(map(len, scores["heads"])), sum(map(len, scores["ffn"])), scores["sentences"], split, output)
     return scores

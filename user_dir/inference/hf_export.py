@@ -97,6 +97,10 @@ def mlm_state(model) -> Optional[dict]:
 def bert_config(model, args, num_classes: int, classes, has_head: bool) -> dict:
     shapes = layer_shapes(model)
     ffn = shapes["layer_ffn_dims"]
+    for i, h in enumerate(shapes["layer_heads"]):
+        if h == 0:
+            raise ValueError(f"layer {i} keeps no attention head (its sublayer is skipped): a Hugging Face BERT "
+                             f"layer always has one")
     for i, f in enumerate(ffn):
         if f != ffn[0]:
             raise ValueError(f"layer {i} has FFN width {f}, layer 0 {ffn[0]}: a Hugging Face BERT config has one "

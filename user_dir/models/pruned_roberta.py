@@ -14,6 +14,7 @@ A factorised embedding cannot tie the masked-LM head to a vocab x d matrix,
 so such a model has no LM head (it is a classifier).
 """
 
+import warnings
 from typing import List, Optional, Sequence
 
 import torch
@@ -37,9 +38,9 @@ def parse_widths(value, layers: int, default: int, flag: str) -> List[int]:
         items = items * layers
     if len(items) != layers:
         raise ValueError(f"{flag} gives {len(items)} values for {layers} layers")
-    bad = [w for w in items if not 1 <= w <= default]
+    bad = [w for w in items if not 0 <= w <= default]
     if bad:
-        raise ValueError(f"{flag}: every value must be in 1..{default}, got {bad}")
+        raise ValueError(f"{flag}: every value must be in 0..{default} (0: the sublayer is skipped), got {bad}")
     return items
 
 
@@ -76,6 +77,37 @@ def keep_heads(attn, heads: Sequence[int]) -> None:
     attn.out_proj.in_features = len(heads) * hd
     # torch's fused attention checks q/k/v against the full width: use fairseq's own path
     attn._set_skip_embed_dim_check()
+
+
+class SkippedAttention(nn.Module):
+    """The attention sublayer of a layer that keeps no head (MiniDisc at high sparsity): its output is
+    zero, so the block is its residual and LayerNorm."""
+
+    def __init__(self, head_dim: int, embed_dim: int):
+        super().__init__()
+        self.num_heads, self.head_dim, self.embed_dim = 0, head_dim, embed_dim
+
+    def forward(self, query, key=None, value=None, **kwargs):
+        return query.new_zeros(query.shape), None
+
+    def _set_skip_embed_dim_check(self):
+        pass
+
+
+def skip_attention(layer) -> None:
+    """No attention sublayer in this TransformerEncoderLayer (0 heads)."""
+    attn = layer.self_attn
+    layer.self_attn = SkippedAttention(attn.head_dim, attn.embed_dim)
+
+
+def skip_ffn(layer) -> None:
+    """No FFN sublayer (0 neurons): fc1 is d -> 0 and fc2 0 -> d without bias, so its output is zero."""
+    d = layer.fc1.in_features
+    dev = layer.fc1.weight.device
+    with warnings.catch_warnings():  # "initializing zero-element tensors is a no-op": nothing to initialise
+        warnings.simplefilter("ignore", UserWarning)
+        layer.fc1 = nn.Linear(d, 0).to(dev)
+        layer.fc2 = nn.Linear(0, d, bias=False).to(dev)
 
 
 def keep_ffn(layer, neurons: Sequence[int]) -> None:
@@ -137,7 +169,7 @@ def state_shapes(state_dict: dict, head_dim: int) -> dict:
     return {
         "encoder_layers": len(layers),
         "layer_heads": [state_dict[f"{prefix}layers.{i}.self_attn.q_proj.weight"].shape[0] // head_dim
-                        for i in layers],
+                        if f"{prefix}layers.{i}.self_attn.q_proj.weight" in state_dict else 0 for i in layers],
         "layer_ffn_dims": [state_dict[f"{prefix}layers.{i}.fc1.weight"].shape[0] for i in layers],
         "embed_rank": emb.shape[1] if emb is not None else 0,
     }
@@ -191,9 +223,13 @@ class PrunedRobertaModel(HFBertModel):
         heads = parse_widths(args.layer_heads, layers, args.encoder_attention_heads, "--layer-heads")
         ffn = parse_widths(args.layer_ffn_dims, layers, args.encoder_ffn_embed_dim, "--layer-ffn-dims")
         for layer, h, f in zip(model.encoder.sentence_encoder.layers, heads, ffn):
-            if h < args.encoder_attention_heads:
+            if h == 0:
+                skip_attention(layer)
+            elif h < args.encoder_attention_heads:
                 keep_heads(layer.self_attn, range(h))
-            if f < args.encoder_ffn_embed_dim:
+            if f == 0:
+                skip_ffn(layer)
+            elif f < args.encoder_ffn_embed_dim:
                 keep_ffn(layer, range(f))
         if args.embed_rank:
             if not 1 <= args.embed_rank <= args.encoder_embed_dim:
