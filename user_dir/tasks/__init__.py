@@ -1,1 +1,1 @@
-from . import feature_based_sentence_prediction, glue_distillation, masked_lm_distillation  # noqa: F401
+from . import feature_based_sentence_prediction, glue_distillation, masked_lm_distillation, sandwich_distillation  # noqa: F401
