@@ -184,6 +184,15 @@ def test_importance_and_sparsify_tools_on_a_fine_tuned_minilm(finetuned_teacher,
     d_map = load_sparsity_map(str(tmp_path / "d90" / "model.pt"))
     assert d_map["grid"] == [90, 95] and d_map["densified_at"] == 90
     assert f"--layer-heads {','.join(map(str, lv90['heads']))}" in (tmp_path / "d90" / "model-args.txt").read_text()
+    # an already reordered model is sliced by a map without scores: its own, or --map's
+    run(["distill-sparsify", "--checkpoint", tmp_path / "sp" / "model.pt", "--densify", "90", "--output", tmp_path / "m90"])
+    run(["distill-sparsify", "--checkpoint", tmp_path / "sp" / "model.pt", "--densify", "95",
+         "--map", tmp_path / "sp" / "sparsity.json", "--output", tmp_path / "m95"])
+    m90, _, _ = load_encoder(str(tmp_path / "m90" / "model.pt"))
+    m95, _, _ = load_encoder(str(tmp_path / "m95" / "model.pt"))
+    assert layer_shapes(m95)["layer_heads"] == level(smap, 95)["heads"]
+    with torch.no_grad():
+        torch.testing.assert_close(classifier_outputs(m90, tok, head).logits, shared, atol=1e-4, rtol=0)
     bad = run(["distill-sparsify", "--checkpoint", teacher, "--importance", tmp_path / "imp.json",
                "--output", tmp_path / "bad", "--densify", "75"], check=False)
     assert bad.returncode != 0 and "not on the map's grid" in bad.stderr

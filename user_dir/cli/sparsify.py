@@ -18,12 +18,16 @@ def get_parser() -> argparse.ArgumentParser:
         "slices the model to sparsity S instead (a layer left with no head or neuron skips that sublayer).",
     )
     p.add_argument("--checkpoint", required=True, help="the model (hf_bert, pruned_roberta)")
-    p.add_argument("--importance", required=True, help="its scores (distill-importance --method mask)")
+    p.add_argument("--importance", default="",
+                   help="its scores (distill-importance --method mask); without: --densify slices a checkpoint "
+                        "that carries a map (a distill-sparsify output, or a model trained from one)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory to write")
     p.add_argument("--grid", default=",".join(str(s) for s in DEFAULT_GRID),
                    help="sparsities in percent, compared as numbers (default: %(default)s)")
     p.add_argument("--multiple", type=int, default=8,
                    help="each layer's removed FFN neurons rounded to a multiple of this (default 8; 1: exact)")
+    p.add_argument("--map", default="", help="without --importance: the map to slice by (sparsity.json, or a "
+                   "checkpoint carrying one; default: the checkpoint's own)")
     p.add_argument("--densify", type=float, default=None, metavar="S", help="slice to this grid sparsity")
     return p
 
@@ -33,7 +37,7 @@ def main(argv=None) -> dict:
 
     a = get_parser().parse_args(argv)
     summary = sparsify_checkpoint(a.checkpoint, a.importance, a.output, grid=a.grid, multiple=a.multiple,
-                                  densify_at=a.densify)
+                                  densify_at=a.densify, map_path=a.map)
     print(json.dumps(summary))
     return summary
 

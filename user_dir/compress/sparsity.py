@@ -239,12 +239,27 @@ def parse_grid(value) -> List[float]:
         raise ValueError(f"--grid {value!r}: comma-separated sparsities in percent, e.g. 0,10,50,90") from None
 
 
+def read_map(path: str) -> dict:
+    """A sparsity map from ``sparsity.json`` or from a checkpoint that carries one."""
+    import json
+
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            smap = json.load(f)
+        if not isinstance(smap, dict) or smap.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a sparsity map (from distill-sparsify)")
+        return smap
+    return load_sparsity_map(path)
+
+
 def sparsify_checkpoint(checkpoint: str, importance_path: str, output_dir: str, grid=DEFAULT_GRID,
-                        multiple: int = 8, densify_at=None) -> dict:
+                        multiple: int = 8, densify_at=None, map_path: str = "") -> dict:
     """``checkpoint``, reordered by the importance scores (same function) with its sparsity map ->
     ``output_dir/model.pt`` (``pruned_roberta``; the map in the checkpoint and in
     ``sparsity.json``).  ``densify_at``: sliced to that grid sparsity instead; its map keeps the
-    levels at or above it (counts of the original layers, which the sliced model's prefixes are)."""
+    levels at or above it (counts of the original layers, which the sliced model's prefixes are).
+    Without ``importance_path`` the model is reordered already: it is sliced by ``map_path`` (a
+    ``sparsity.json`` or a checkpoint with a map) or by its own map."""
     import json
 
     from .encoder_checkpoint import file_digest, load_encoder, save_encoder
@@ -252,20 +267,31 @@ def sparsify_checkpoint(checkpoint: str, importance_path: str, output_dir: str, 
     from .prune import check_importance
 
     model, state, args = load_encoder(checkpoint)
-    scores = load_importance(importance_path)
-    if scores.get("checkpoint_sha256") != file_digest(checkpoint):
-        raise ValueError(f"{importance_path} scores {scores.get('checkpoint')}, not {checkpoint} (their contents "
-                         f"differ): run distill-importance on the checkpoint you sparsify")
-    check_importance(scores, model, importance_path)
-    if scores.get("method") != "mask":
-        logger.warning("%s holds %s scores; MiniDisc ranks by mask gradients (distill-importance --method mask)",
-                       importance_path, scores.get("method", "taylor"))
-    ho, fo = descending_orders(scores["heads"]), descending_orders(scores["ffn"])
-    reorder(model, ho, fo)
-    heads = [[row[i] for i in o] for row, o in zip(scores["heads"], ho)]
-    ffn = [[row[i] for i in o] for row, o in zip(scores["ffn"], fo)]
-    smap = sparsity_map(heads, ffn, parse_grid(grid), multiple)
-    smap.update(source=checkpoint, importance=importance_path, head_order=ho, ffn_order=fo)
+    if importance_path:
+        scores = load_importance(importance_path)
+        if scores.get("checkpoint_sha256") != file_digest(checkpoint):
+            raise ValueError(f"{importance_path} scores {scores.get('checkpoint')}, not {checkpoint} (their "
+                             f"contents differ): run distill-importance on the checkpoint you sparsify")
+        check_importance(scores, model, importance_path)
+        if scores.get("method") != "mask":
+            logger.warning("%s holds %s scores; MiniDisc ranks by mask gradients (distill-importance --method "
+                           "mask)", importance_path, scores.get("method", "taylor"))
+        ho, fo = descending_orders(scores["heads"]), descending_orders(scores["ffn"])
+        reorder(model, ho, fo)
+        heads = [[row[i] for i in o] for row, o in zip(scores["heads"], ho)]
+        ffn = [[row[i] for i in o] for row, o in zip(scores["ffn"], fo)]
+        smap = sparsity_map(heads, ffn, parse_grid(grid), multiple)
+        smap.update(source=checkpoint, importance=importance_path, head_order=ho, ffn_order=fo)
+    else:  # an already reordered model (distill-sparsify's, or an assistant trained from one): its map
+        if densify_at is None:
+            raise ValueError("without --importance, give --densify S: the checkpoint's own map is sliced")
+        if map_path:  # a model trained from a reordered one: fairseq's checkpoints drop the map
+            smap = dict(read_map(map_path))
+        else:
+            smap = state.get(MAP_KEY)
+            if not smap or smap.get("format") != FORMAT:
+                raise ValueError(f"{checkpoint} has no sparsity map: pass --importance to make one, or --map")
+            smap = dict(smap)
     if densify_at is not None:
         kept = level(smap, float(densify_at))
         densify(model, kept)

@@ -141,8 +141,9 @@ class SandwichDistillationTask(GlueDistillationTask):
             if not path:
                 raise ValueError("--sparsity-map is required: the distill-sparsify model.pt the student starts from")
             if path.endswith(".json"):
-                with open(path, encoding="utf-8") as f:
-                    smap = json.load(f)
+                from ..compress.sparsity import read_map
+
+                smap = read_map(path)
             else:
                 from fairseq import checkpoint_utils
 
