@@ -45,6 +45,8 @@ case $TASK in
     *) echo "--task $TASK: mrpc or sst2" >&2; exit 2 ;;
 esac
 source "$REPO/demo/lib.sh"
+# as the task names it (90, not 90.0): the metric ${METRIC}_s$TARGET and the assistant's sparsity
+TARGET=$(python -c "import sys; s = float(sys.argv[1]); print(int(s) if s == int(s) else s)" "$TARGET")
 if [ ! -s "$WORK/report.json" ]; then
     step "0. the $TASK demo first (its fine-tuned teacher is the teacher here)"
     flag=""; [ $MODE = smoke ] && flag=--smoke
@@ -106,7 +108,7 @@ todo $R/sparse/model.pt && run md-sparsify distill-sparsify --checkpoint $TEACHE
     --importance $R/importance.json --grid $GRID --output $R/sparse
 
 step "2. MiniDisc: sandwich training (sparsities >= $TRUNC at once), the assistant by lambda $LAM"
-teacher=$TEACHER; from=$R/sparse; t_sparsity=0
+teacher=$TEACHER; from=$R/sparse; t_sparsity=0; assistants=()
 for round in $(seq 1 $TA_ROUNDS); do
     final=""; [ $round = $TA_ROUNDS ] && final=--final-round
     kd $T/minidisc-r$round $from $teacher --task sandwich_distillation --sparsity-map "$WORK/$from/model.pt" \
@@ -116,7 +118,9 @@ for round in $(seq 1 $TA_ROUNDS); do
     echo "   round $round: assistant at sparsity $chosen"
     teacher=$T/minidisc-r$round/ta/model.pt; from=$T/minidisc-r$round/ta; t_sparsity=$chosen
     [ "$chosen" = "$TARGET" ] && break
+    assistants+=($chosen)
 done
+ta_label="no assistant"; [ ${#assistants[@]} -gt 0 ] && ta_label="assistant ${assistants[*]}%"
 # the student at the target, as a checkpoint directory the report reads
 mkdir -p $T/minidisc; ln -sf "$WORK/$from/model.pt" $T/minidisc/checkpoint_best.pt
 echo "$from" > $T/minidisc/source
@@ -138,8 +142,31 @@ for s in ${GRID//,/ }; do
 done
 
 step "5. report: raw dev text to labels on this machine"
-rows=(--student "direct KD=$T/direct:$BIN" --transformer "MiniDisc (assistant $t_sparsity%)=$T/minidisc")
+rows=(--student "direct KD=$T/direct:$BIN" --transformer "MiniDisc ($ta_label)=$T/minidisc")
 for s in "${paths[@]}"; do rows+=(--student "MaxiDisc via $s%=$T/maxi-$s/stage2:$BIN"); done
 todo $T/report.json && run md-report python "$REPO/demo/report.py" --dev "$DEV_TSV" $COLUMNS --teacher teacher/ckpt \
     "${rows[@]}" --output $T/report --title "MiniDisc on $TASK at $TARGET% sparsity (MiniLM teacher)"
 last_table "$WORK/logs/md-report.log"
+# each path's training time (its stages' seconds files) and trials, beside the report's rows
+python - "$T" "${assistants[*]:-}" "${paths[@]}" <<'PY'
+import json, os, sys
+t, assistants, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+def seconds(*dirs):
+    return sum(int(open(os.path.join(t, d, "seconds")).read()) for d in dirs if os.path.exists(os.path.join(t, d, "seconds")))
+rounds = sorted(d for d in os.listdir(t) if d.startswith("minidisc-r"))
+report = json.load(open(os.path.join(t, "report.json")))["models"]
+rows = {"direct KD": {"trials": 1, "train_seconds": seconds("direct")},
+        f"MiniDisc ({'assistant ' + ' '.join(assistants) + '%' if assistants else 'no assistant'})":
+            {"trials": 1, "train_seconds": seconds(*rounds), "assistants": [float(a) for a in assistants]}}
+for s in paths:
+    rows[f"MaxiDisc via {s}%"] = {"trials": 1, "train_seconds": seconds(f"maxi-{s}/stage1", f"maxi-{s}/stage2")}
+for name, row in rows.items():
+    row.update({k: report[name][k] for k in ("accuracy", "f1", "parameters", "sentences_per_second") if k in report.get(name, {})})
+maxi = [r for n, r in rows.items() if n.startswith("MaxiDisc")]
+out = {"models": rows, "maxidisc_trials": len(maxi),
+       "maxidisc_train_seconds": sum(r["train_seconds"] for r in maxi)}
+with open(os.path.join(t, "summary.json.part"), "w") as f:
+    json.dump(out, f, indent=1)
+os.replace(os.path.join(t, "summary.json.part"), os.path.join(t, "summary.json"))
+print(json.dumps({n: {k: r.get(k) for k in ("accuracy", "f1", "train_seconds")} for n, r in rows.items()}))
+PY

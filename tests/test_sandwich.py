@@ -55,7 +55,8 @@ def test_sandwich_training_through_fairseq_train(finetuned_teacher, imported_tea
          "--output", tmp_path / "sp"])
     start = tmp_path / "sp" / "model.pt"
     flags = (tmp_path / "sp" / "model-args.txt").read_text().split()
-    train = lambda updates: ["fairseq-train", data, "--max-update", str(updates),  # noqa: E731 "--user-dir", REPO / "user_dir", "--task", "sandwich_distillation",
+    train = lambda updates: ["fairseq-train", data, "--max-update", str(updates),  # noqa: E731
+                             "--user-dir", REPO / "user_dir", "--task", "sandwich_distillation",
                 "--num-classes", "2", "--init-token", "0", *flags, "--finetune-from-model", start,
                 "--sparsity-map", start, "--teacher-checkpoint", teacher, "--target-sparsity", "90",
                 "--lam", "0.2", "--criterion", "layerwise_distillation", "--layer-map", "bottom",

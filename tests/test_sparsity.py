@@ -100,6 +100,21 @@ def test_view_equals_the_dense_model_and_the_dense_model_rebuilds_from_its_confi
         rebuilt.register_classification_head(HEAD, 3)
         rebuilt.load_state_dict(dense.state_dict())
         torch.testing.assert_close(logits(rebuilt.eval(), tok), shared, atol=1e-5, rtol=0)
+        # and a full-size model shrinks to the state's shapes when loading it (a resumed run)
+        grown = tiny_model(seed=5)
+        grown.load_state_dict(dense.state_dict())
+        torch.testing.assert_close(logits(grown.eval(), tok), shared, atol=1e-5, rtol=0)
+    # a dense model with skipped sublayers still takes views and scores (layers' empty rows stay empty)
+    smaller = {"heads": [0, 1, 1], "ffn": [8, 0, 8]}
+    with torch.no_grad(), view(dense, smaller):
+        shared = logits(dense, tok)
+    again = copy.deepcopy(dense)
+    densify(again, smaller)
+    torch.testing.assert_close(logits(again, tok), shared, atol=1e-5, rtol=0)
+    scores = mask_importance(dense, [{"tok": tok, "nsentences": 4}], lambda m, s: ce(m, s["tok"]))
+    assert [len(h) for h in scores["heads"]] == [0, 2, 1] and [len(f) for f in scores["ffn"]] == [16, 0, 8]
+    with pytest.raises(ValueError, match="cannot keep 2"):
+        densify(copy.deepcopy(dense), {"heads": [2, 2, 1], "ffn": [16, 0, 8]})
     # the view leaves no trace: the full model again
     full = copy.deepcopy(model)
     with torch.no_grad(), view(model, {"heads": [1, 1, 1], "ffn": [8, 8, 8]}):

@@ -56,14 +56,18 @@ def masked(model, head_masks: Sequence[torch.Tensor], ffn_masks: Sequence[torch.
     def zero(mod, args, out):
         return out * 0
 
+    from ..models.pruned_roberta import SkippedAttention
+
     try:
         for i, layer in enumerate(layers):
             attn = layer.self_attn
-            if head_masks[i] is not None:
+            if isinstance(attn, SkippedAttention):  # no heads left: its output is zero already
+                pass
+            elif head_masks[i] is not None:
                 handles.append(attn.out_proj.register_forward_pre_hook(scale_heads(head_masks[i], attn.head_dim)))
             if ffn_masks[i] is not None:
                 handles.append(layer.fc2.register_forward_pre_hook(scale_ffn(ffn_masks[i])))
-            if i < len(zero_attention) and zero_attention[i]:
+            if i < len(zero_attention) and zero_attention[i] and not isinstance(attn, SkippedAttention):
                 handles.append(attn.out_proj.register_forward_hook(zero))
             if i < len(zero_ffn) and zero_ffn[i]:
                 handles.append(layer.fc2.register_forward_hook(zero))
@@ -96,7 +100,8 @@ def mask_importance(model, batches: Iterable, loss_fn: Callable, progress=None) 
 
     def collect():  # |gradient| of each batch, summed
         for a, m in zip(acc_h + acc_f, hm + fm):
-            a += m.grad.detach().abs().cpu()
+            if m.grad is not None:  # none for a skipped sublayer (no heads or neurons to score)
+                a += m.grad.detach().abs().cpu()
 
     with masked(model, hm, fm):
         n_batches, n_sentences = score_batches(model, batches, loss_fn, hm + fm, collect, progress)
@@ -197,15 +202,20 @@ def view(model, kept: dict):
 def densify(model, kept: dict) -> None:
     """Slice ``model`` (reordered) in place to ``kept``'s shapes; a layer keeping no heads (neurons)
     gets no attention (FFN) sublayer (``pruned_roberta`` records 0)."""
-    from ..models.pruned_roberta import keep_ffn, keep_heads, record_shapes, skip_attention, skip_ffn
+    from ..models.pruned_roberta import SkippedAttention, keep_ffn, keep_heads, record_shapes, skip_attention, skip_ffn
 
-    for layer, k, m in zip(encoder_layers(model), kept["heads"], kept["ffn"]):
+    for i, (layer, k, m) in enumerate(zip(encoder_layers(model), kept["heads"], kept["ffn"])):
+        if k > layer.self_attn.num_heads or m > layer.fc1.out_features:
+            raise ValueError(f"layer {i} has {layer.self_attn.num_heads} heads and {layer.fc1.out_features} "
+                             f"neurons: it cannot keep {k} and {m} (a level below the model's own sparsity)")
         if k == 0:
-            skip_attention(layer)
+            if not isinstance(layer.self_attn, SkippedAttention):
+                skip_attention(layer)
         elif k < layer.self_attn.num_heads:
             keep_heads(layer.self_attn, range(k))
         if m == 0:
-            skip_ffn(layer)
+            if layer.fc1.out_features:
+                skip_ffn(layer)
         elif m < layer.fc1.out_features:
             keep_ffn(layer, range(m))
     record_shapes(model)

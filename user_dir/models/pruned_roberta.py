@@ -86,6 +86,7 @@ class SkippedAttention(nn.Module):
     def __init__(self, head_dim: int, embed_dim: int):
         super().__init__()
         self.num_heads, self.head_dim, self.embed_dim = 0, head_dim, embed_dim
+        self.skip_embed_dim_check = True
 
     def forward(self, query, key=None, value=None, **kwargs):
         return query.new_zeros(query.shape), None
@@ -190,9 +191,13 @@ def shrink_to_state(model, state_dict: dict) -> None:
 
     drop_top_layers(model, theirs["encoder_layers"])
     for layer, h, f in zip(enc.layers, theirs["layer_heads"], theirs["layer_ffn_dims"]):
-        if h < layer.self_attn.num_heads:  # which ones does not matter: the weights are overwritten
+        if h == 0 and not isinstance(layer.self_attn, SkippedAttention):
+            skip_attention(layer)
+        elif 0 < h < layer.self_attn.num_heads:  # which ones does not matter: the weights are overwritten
             keep_heads_inplace(layer.self_attn, range(h))
-        if f < layer.fc1.out_features:
+        if f == 0 and layer.fc1.out_features:
+            skip_ffn(layer)
+        elif 0 < f < layer.fc1.out_features:
             keep_ffn_inplace(layer, range(f))
     if theirs["embed_rank"] < mine["embed_rank"]:
         keep_rank_inplace(enc.embed_tokens, theirs["embed_rank"])

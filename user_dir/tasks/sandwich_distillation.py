@@ -6,7 +6,8 @@ sparsity is a prefix of its heads and FFN neurons, run as a weight-shared view
 batch), then the student at every grid sparsity at or above ``max(--trunc-sparsity,
 --teacher-sparsity)``; each sparsity's loss (the criterion's: MiniDisc uses hidden-state MSE plus
 prediction KD, ``layerwise_distillation``) is back-propagated divided by their number, then one
-optimizer step: the mean of their losses.
+optimizer step: the mean of their losses.  Sparsities above the target train too, as in
+MiniDisc's code (its first round runs 50 ... 95 for a target of 90).
 
 Every validation measures each of those sparsities (``{metric}_s{S}``: accuracy, f1, acc_and_f1
 or mcc from confusion counts over the whole split), keeps each one's best so far, and chooses
@@ -18,7 +19,9 @@ the teacher assistant (``choose_ta``)::
 improves on the best so far, the student sliced dense at that sparsity is written to ``--ta-dir``
 (``model.pt`` last, ``ta.json``; its sparsity map keeps the levels at or above the chosen one),
 ready to be the next round's teacher and initial student.  The bests, the choice and its value
-are logged (``ta_sparsity``, ``ta_value``) and kept in the checkpoint's task state.
+are logged (``ta_sparsity``, ``ta_value``) and kept in the checkpoint's task state (a resumed run
+reads them back from ``SAVE_DIR/checkpoint_last.pt``).  One validation subset; in distributed
+training rank 0 writes the assistant.
 """
 
 import contextlib
@@ -131,7 +134,13 @@ class SandwichDistillationTask(GlueDistillationTask):
     def build_model(self, cfg, from_checkpoint=False):
         if self.cfg.iterative_pruning != "none":
             raise ValueError("sandwich training runs a fixed set of sparsities: it does not take --iterative-pruning")
-        return super().build_model(cfg, from_checkpoint)
+        if getattr(cfg, "checkpoint_activations", False):
+            # the recomputed forward would run without the views' masks
+            raise ValueError("sandwich training does not take --checkpoint-activations")
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint:
+            self._resume_ta_state()  # before this run's first save replaces checkpoint_last.pt
+        return model
 
     # ---------------------------------------------------------------- the map
     def sparsity_levels(self):
@@ -155,6 +164,10 @@ class SandwichDistillationTask(GlueDistillationTask):
                 s = getattr(self.cfg, name)
                 if name == "target_sparsity" or s:
                     level(smap, s)  # on the grid, or a clear error
+            low = max(float(self.cfg.trunc_sparsity), float(self.cfg.teacher_sparsity))
+            if float(self.cfg.target_sparsity) < low:
+                raise ValueError(f"--target-sparsity {self.cfg.target_sparsity} is below the trained sparsities "
+                                 f"(>= {low}: --trunc-sparsity, --teacher-sparsity)")
             self._map = smap
         return self._map["levels"]
 
@@ -189,9 +202,13 @@ class SandwichDistillationTask(GlueDistillationTask):
         model.set_num_updates(update_num)
         levels = self.trained_levels()
         total, out_log, sample_size = 0.0, {}, 0
+        from fairseq.optim.amp_optimizer import AMPOptimizer
+
+        amp = isinstance(optimizer, AMPOptimizer)  # as fairseq's own train_step
         with self._one_teacher_pass():
             for lv in levels:
-                with view(model, lv), torch.autograd.profiler.record_function("forward"):
+                with view(model, lv), torch.autograd.profiler.record_function("forward"), \
+                        torch.cuda.amp.autocast(enabled=amp):
                     loss, sample_size, log = criterion(model, sample)
                 if ignore_grad:
                     loss = loss * 0
@@ -249,7 +266,6 @@ class SandwichDistillationTask(GlueDistillationTask):
     def post_validate(self, model, stats, agg):
         """After each validation: the bests, the assistant's choice, and the dense assistant saved
         when the chosen value improves."""
-        self._resume_ta_state()
         name = str(self.cfg.ta_metric)
         scores = {float(k[len(name) + 2:]): float(v) for k, v in stats.items() if k.startswith(f"{name}_s")}
         if not scores:
@@ -262,7 +278,9 @@ class SandwichDistillationTask(GlueDistillationTask):
                                   self.cfg.final_round)
         stats["ta_sparsity"], stats["ta_value"] = chosen, (round(value, 4) if value is not None else None)
         previous = self.ta["ta_value"]
-        if value is not None and (previous is None or value > previous):
+        rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()
+                     and torch.distributed.get_rank() != 0)
+        if value is not None and (previous is None or value > previous) and rank0:
             self.ta.update(ta_value=value, ta_sparsity=chosen)
             path = self.save_assistant(model, chosen, value, best, stats.get("num_updates"))
             logger.info("teacher assistant: sparsity %s (value %.4f) -> %s", tag(chosen), value, path)
