@@ -35,6 +35,7 @@ def parse_log(path):
     train, valid, seconds = {}, {}, 0.0
     with open(path, encoding="utf-8") as f:
         for line in f:
+            line = line.rstrip("\n")
             if "| train_inner |" in line:
                 rec = {k: number(v) for k, v in re.findall(r"(\w+)=([^,\s]+)", line.split("| train_inner |", 1)[1])}
                 if rec.get("num_updates") is not None:
