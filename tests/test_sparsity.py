@@ -11,9 +11,11 @@ from test_layerwise import HEAD, logits, tiny_args, tiny_model, tokens
 from user_dir.compress.sparsity import (
     densify,
     descending_orders,
+    encoder_layers,
     level,
     mask_importance,
     masked,
+    masked_view,
     reorder,
     sparsity_map,
     view,
@@ -122,6 +124,35 @@ def test_view_equals_the_dense_model_and_the_dense_model_rebuilds_from_its_confi
     torch.testing.assert_close(logits(model, tok), logits(full, tok), atol=0, rtol=0)
     with pytest.raises(ValueError, match="keeps 5 heads"):
         view(model, {"heads": [5, 4, 4], "ffn": [32, 32, 32]})
+
+
+def test_sliced_view_matches_the_masked_view_in_outputs_and_gradients():
+    """The sliced view (what sandwich training runs) against masks over the full width: the same
+    logits and the same gradient on every parameter (zero on what the level drops), in train mode
+    (dropout 0)."""
+    model = tiny_model().train()
+    tok = tokens()
+    for kept in ({"heads": [3, 1, 2], "ffn": [24, 8, 16]}, {"heads": [0, 2, 4], "ffn": [16, 0, 32]}):
+        grads = []
+        for context in (view, masked_view):
+            model.zero_grad()
+            with context(model, kept):
+                out = logits(model, tok)
+                ce(model, tok).backward()
+            grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                         if p.grad is not None}))
+        (a, ga), (b, gb) = grads
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        assert ga.keys() <= gb.keys()  # a skipped sublayer's parameters get no gradient, masks give zeros
+        for n, p in model.named_parameters():
+            if n in gb:
+                torch.testing.assert_close(ga.get(n, torch.zeros_like(p)), gb[n], atol=1e-6, rtol=1e-4, msg=n)
+        layer1 = encoder_layers(model)[1]
+        hd = layer1.self_attn.head_dim
+        k = kept["heads"][1]
+        assert ga["encoder.sentence_encoder.layers.1.self_attn.q_proj.weight"][k * hd:].abs().sum() == 0
+        assert ga["encoder.sentence_encoder.layers.1.self_attn.q_proj.weight"][:k * hd].abs().sum() > 0
+        assert layer1.self_attn.num_heads == 4 and "forward" not in vars(layer1.fc1)  # nothing left behind
 
 
 def _task():

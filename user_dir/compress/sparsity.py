@@ -22,6 +22,7 @@ import logging
 from typing import Callable, Dict, Iterable, List, Sequence
 
 import torch
+import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 FORMAT = "minidisc-sparsity/1"
@@ -181,22 +182,84 @@ def level(smap: dict, sparsity: float) -> dict:
     raise ValueError(f"sparsity {sparsity} is not on the map's grid {smap['grid']}")
 
 
-def view(model, kept: dict):
-    """A context in which ``model`` (reordered) runs with only each layer's first ``kept["heads"][i]``
-    heads and ``kept["ffn"][i]`` neurons: the same weights, no copy."""
-    layers = encoder_layers(model)
+def _check_level(layers, kept: dict) -> None:
     heads, ffn = kept["heads"], kept["ffn"]
     if len(heads) != len(layers) or len(ffn) != len(layers):
         raise ValueError(f"the sparsity level has {len(heads)} layers, the model {len(layers)}")
-    device = next(model.parameters()).device
-    hm, fm = [], []
     for layer, k, m in zip(layers, heads, ffn):
         H, F = layer.self_attn.num_heads, layer.fc1.out_features
         if not (0 <= k <= H and 0 <= m <= F):
             raise ValueError(f"a level keeps {k} heads and {m} neurons of a layer with {H} and {F}")
+
+
+def masked_view(model, kept: dict):
+    """``view`` computed by masks over the full width (the reference the sliced view is tested against)."""
+    layers = encoder_layers(model)
+    _check_level(layers, kept)
+    device = next(model.parameters()).device
+    hm, fm = [], []
+    for layer, k, m in zip(layers, kept["heads"], kept["ffn"]):
+        H, F = layer.self_attn.num_heads, layer.fc1.out_features
         hm.append(None if k == H else (torch.arange(H, device=device) < k).float())
         fm.append(None if m == F else (torch.arange(F, device=device) < m).float())
-    return masked(model, hm, fm, zero_attention=[k == 0 for k in heads], zero_ffn=[m == 0 for m in ffn])
+    return masked(model, hm, fm, zero_attention=[k == 0 for k in kept["heads"]],
+                  zero_ffn=[m == 0 for m in kept["ffn"]])
+
+
+def _rows(linear, n):  # the first n outputs of a Linear: slices of its weights, no copy
+    return lambda x: F.linear(x, linear.weight[:n], None if linear.bias is None else linear.bias[:n])
+
+
+def _columns(linear, n):  # the first n inputs of a Linear
+    return lambda x: F.linear(x, linear.weight[:, :n], linear.bias)
+
+
+def _zeros(query, *args, **kwargs):  # an attention sublayer keeping no head
+    return query.new_zeros(query.shape), None
+
+
+def view(model, kept: dict):
+    """A context in which ``model`` (reordered) runs with only each layer's first ``kept["heads"][i]``
+    heads and ``kept["ffn"][i]`` neurons: the weights sliced (views of the same parameters, which
+    get the gradients), so a sparser level also costs less to run.  Attention runs fairseq's own
+    path with ``num_heads`` and ``embed_dim`` set to the kept width, as after head pruning."""
+    layers = encoder_layers(model)
+    _check_level(layers, kept)  # now, not on entering
+    return _sliced(layers, kept)
+
+
+@contextlib.contextmanager
+def _sliced(layers, kept: dict):
+    from ..models.pruned_roberta import SkippedAttention
+
+    _use_module_path(layers)
+    patched, saved = [], []  # modules given an instance forward; (attention, num_heads, embed_dim)
+    try:
+        for layer, k, m in zip(layers, kept["heads"], kept["ffn"]):
+            attn = layer.self_attn
+            if not isinstance(attn, SkippedAttention) and k < attn.num_heads:
+                if k == 0:  # the sublayer's output is zero, bias included
+                    attn.forward = _zeros
+                    patched.append(attn)
+                else:
+                    n = k * attn.head_dim
+                    saved.append((attn, attn.num_heads, attn.embed_dim))
+                    attn.num_heads, attn.embed_dim = k, n
+                    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+                        proj.forward = _rows(proj, n)
+                    attn.out_proj.forward = _columns(attn.out_proj, n)
+                    patched += [attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj]
+            if m < layer.fc1.out_features:
+                layer.fc1.forward = _rows(layer.fc1, m)
+                layer.fc2.forward = (_columns(layer.fc2, m) if m else
+                                     lambda x, d=layer.fc2.out_features: x.new_zeros(x.shape[:-1] + (d,)))
+                patched += [layer.fc1, layer.fc2]
+        yield
+    finally:
+        for mod in patched:
+            del mod.forward
+        for attn, h, d in saved:
+            attn.num_heads, attn.embed_dim = h, d
 
 
 def densify(model, kept: dict) -> None:
