@@ -10,14 +10,23 @@
 #   3. direct KD: the teacher sliced at the target, distilled from the teacher;
 #   4. MaxiDisc: for each grid sparsity s between 0 and the target, slice at s, distil, slice the
 #      result at the target, distil from it;
-#   5. report: dev metric, parameters, CPU throughput of each (minidisc/TARGET/report.json), and
-#      each path's wall time (minidisc/TARGET/summary.json).
+#   4b. other KD paths (--paths, default "2L 4L,2L"): each a comma-separated list of sizes, a grid
+#      sparsity or NL (the bottom N layers kept, from the teacher or the previous stage), distilled
+#      stage by stage (e.g. 6 layers -> 4 -> 2: the layer-dropped students beside the sparse ones);
+#   5. report: dev metric, parameters, CPU throughput of each (minidisc/TARGET/report.json);
+#   6. Hugging Face export of each student (distill-export-hf; a shape it cannot express is
+#      recorded as refused), and each path's stages, wall time and export (minidisc/TARGET/summary.json).
+# Layout: minidisc/{importance.json,sparse/} (the reordered teacher and its sparsity map),
+# minidisc/stages/<path so far> (e.g. stages/80, stages/80-90, stages/4L-2L: one KD stage each, shared
+# by the paths and targets through it), minidisc/TARGET/{minidisc-r1,minidisc-r2,report.json,
+# summary.json,paths.tsv,hf/}.
 # Every KD stage is MiniDisc's loss: hidden-state MSE over every layer on real tokens plus soft
 # cross-entropy with the teacher (T = 1), equally weighted, on the teacher's gold training texts.
 #
 #   bash demo/minidisc.sh                 # MRPC (the seed's example; demo/mrpc.sh's teacher)
 #   bash demo/minidisc.sh --task sst2     # SST-2 (demo/sst2.sh's teacher)
 #   ... --target 95                       # the 95% target instead of 90
+#   ... --paths "2L 4L,2L 80,4L"           # the extra KD paths of step 4b ("" for none)
 #   ... --smoke                           # the same steps on slices with tiny settings
 #   ... --full                            # MiniDisc's schedule (10 epochs per stage)
 #
@@ -27,13 +36,15 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TASK=mrpc; MODE=default; TARGET=90
+PATHS="2L 4L,2L"  # the other KD paths (step 4b): layer-dropped students, beside the sparse ones
 while [ $# -gt 0 ]; do
     case $1 in
         --task) TASK=$2; shift ;;
         --target) TARGET=$2; shift ;;
+        --paths) PATHS=$2; shift ;;
         --smoke) MODE=smoke ;;
         --full) MODE=full ;;
-        *) echo "unknown option: $1 (use --task mrpc|sst2, --target S, --smoke or --full)" >&2; exit 2 ;;
+        *) echo "unknown option: $1 (use --task mrpc|sst2, --target S, --paths \"P ...\", --smoke or --full)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -55,9 +66,10 @@ fi
 lock_work "$WORK"
 cd "$WORK"
 
-# EPOCHS: per KD stage over the teacher's gold training texts (MiniDisc: 10 for MRPC);
+# EPOCHS: per KD stage over the teacher's gold training texts (MiniDisc: 10 for MRPC; 2 here keeps
+# the default run near 90 minutes on 2 CPU cores, --full restores 10);
 # LR and BATCH: MiniDisc's MRPC settings are 3e-5 and 16; LAM 0.2 and the grid are its defaults.
-EPOCHS=3; LR=3e-5; BATCH=16; LAM=0.2; TRUNC=50; TA_ROUNDS=2; GRID=0,10,20,30,40,50,60,70,80,85,90,95
+EPOCHS=2; LR=3e-5; BATCH=16; LAM=0.2; TRUNC=50; TA_ROUNDS=2; GRID=0,10,20,30,40,50,60,70,80,85,90,95
 VALIDATE=0  # updates between validations (0: each epoch)
 CAP=""      # --max-update of every stage (the smoke run's few updates)
 [ $TASK = sst2 ] && { EPOCHS=1; BATCH=32; LR=5e-5; }
@@ -125,43 +137,111 @@ ta_label="no assistant"; [ ${#assistants[@]} -gt 0 ] && ta_label="assistant ${as
 mkdir -p $T/minidisc; ln -sf "$WORK/$from/model.pt" $T/minidisc/checkpoint_best.pt
 echo "$from" > $T/minidisc/source
 
-step "3. direct KD: the teacher sliced at $TARGET%, distilled from the teacher"
-dense $T/direct-init $TARGET $R/sparse/model.pt
-plain $T/direct $T/direct-init $TEACHER
+# path SIZES...: KD through each size in turn, each stage initialised from the previous stage's best
+# (the first from the teacher) and taught by it. A size is a grid sparsity (the model sliced there
+# by the sparsity map) or NL (its bottom N layers kept); sparsities come before layer counts (the
+# map is the full-depth model's). A stage's directory is named by the path up to it (stages/80,
+# stages/80-90, stages/4L-2L), so paths sharing a prefix, and the 90 and 95 targets, share stages.
+path() {
+    local name="" prev=$R/sparse/model.pt teacher=$TEACHER layered="" size dir
+    for size in "$@"; do
+        name=${name:+$name-}$size; dir=$R/stages/$name
+        if [[ $size =~ ^([1-9][0-9]*)L$ ]]; then
+            [ -z "$layered" ] && [ "$prev" = $R/sparse/model.pt ] && prev=$TEACHER
+            layered=1
+            todo $dir/init/model.pt && run extract-$name distill-extract-student --checkpoint $prev \
+                --layers $(seq -s, 0 $((BASH_REMATCH[1] - 1))) --output $dir/init
+        elif [[ $size =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ -z "$layered" ]; then
+            if [ "$prev" = $R/sparse/model.pt ]; then dense $dir/init $size $prev
+            else dense $dir/init $size $prev --map $R/sparse/sparsity.json; fi
+        else
+            echo "path $*: $size is neither a sparsity nor NL layers, or a sparsity follows a layer count" >&2
+            exit 2
+        fi
+        plain $dir $dir/init $teacher
+        prev=$dir/checkpoint_best.pt; teacher=$prev
+    done
+    PATH_DIR=$R/stages/$name
+}
+label() {  # label SIZES...: the report's name of a path
+    if [ $# = 1 ] && [ "$1" = "$TARGET" ]; then echo "direct KD"
+    elif [ $# = 2 ] && [ "$2" = "$TARGET" ] && [[ $1 != *L ]]; then echo "MaxiDisc via $1%"
+    else local out="" size; for size in "$@"; do [[ $size == *L ]] || size=$size%; out+=${out:+→}$size; done
+         echo "KD $out"; fi
+}
+# every path's report row, and its stage directories for the summary (tab-separated)
+rows=(); : > $T/paths.tsv.part
+add_path() {  # add_path SIZES...: run it and add its row
+    path "$@"
+    local name stages="" prefix="" size
+    name=$(label "$@")
+    for size in "$@"; do prefix=${prefix:+$prefix-}$size; stages+=" $R/stages/$prefix"; done
+    rows+=(--student "$name=$PATH_DIR:$BIN")
+    printf '%s\t%s\t%s\n' "$name" "$PATH_DIR" "${stages# }" >> $T/paths.tsv.part
+}
 
-step "4. MaxiDisc: every single-assistant path (one trial each)"
-paths=()
+step "3. direct KD: the teacher sliced at $TARGET%, distilled from the teacher"
+add_path $TARGET
+
+step "4. MaxiDisc: every single-assistant path from the grid (one trial each)"
 for s in ${GRID//,/ }; do
     if python -c "import sys; sys.exit(not 0 < float(sys.argv[1]) < float(sys.argv[2]))" $s $TARGET; then
-        dense $T/maxi-$s/init $s $R/sparse/model.pt
-        plain $T/maxi-$s/stage1 $T/maxi-$s/init $TEACHER
-        dense $T/maxi-$s/target-init $TARGET $T/maxi-$s/stage1/checkpoint_best.pt --map $R/sparse/sparsity.json
-        plain $T/maxi-$s/stage2 $T/maxi-$s/target-init $T/maxi-$s/stage1/checkpoint_best.pt
-        paths+=($s)
+        add_path $s $TARGET
     fi
 done
 
+if [ -n "$PATHS" ]; then
+    step "4b. the other paths: $PATHS"
+    for p in $PATHS; do add_path ${p//,/ }; done
+fi
+mv $T/paths.tsv.part $T/paths.tsv
+
 step "5. report: raw dev text to labels on this machine"
-rows=(--student "direct KD=$T/direct:$BIN" --transformer "MiniDisc ($ta_label)=$T/minidisc")
-for s in "${paths[@]}"; do rows+=(--student "MaxiDisc via $s%=$T/maxi-$s/stage2:$BIN"); done
+rows=(--transformer "MiniDisc ($ta_label)=$T/minidisc" "${rows[@]}")
+# redone when the rows change (another --paths)
+printf '%s\n' "${rows[@]}" > $T/report.rows.new
+cmp -s $T/report.rows.new $T/report.rows || rm -f $T/report.json
 todo $T/report.json && run md-report python "$REPO/demo/report.py" --dev "$DEV_TSV" $COLUMNS --teacher teacher/ckpt \
     "${rows[@]}" --output $T/report --title "MiniDisc on $TASK at $TARGET% sparsity (MiniLM teacher)"
+mv $T/report.rows.new $T/report.rows
 last_table "$WORK/logs/md-report.log"
-# each path's training time (its stages' seconds files) and trials, beside the report's rows
-python - "$T" "${assistants[*]:-}" "${paths[@]}" <<'PY'
+
+step "6. Hugging Face export of each student where its shape allows (distill-export-hf)"
+: > $T/hf.tsv.part
+while IFS=$'\t' read -r name dir stages; do
+    slug=$(basename $dir); out=$T/hf/$slug; log=$WORK/logs/hf-$TARGET-$slug.log
+    if [ ! -s $out/model.safetensors ] && [ ! -s $out.refused ]; then
+        mkdir -p $T/hf; rc=0
+        distill-export-hf --checkpoint $dir/checkpoint_best.pt --data-bin $BIN --output $out > $log 2>&1 || rc=$?
+        # exit 2: a shape Hugging Face cannot express, its message the log's last line
+        [ $rc = 2 ] && sed -n '$s/.*| //p' $log > $out.refused
+        [ $rc = 0 ] || [ $rc = 2 ] || { echo "failed: distill-export-hf (see $log)" >&2; exit 1; }
+    fi
+    if [ -s $out/model.safetensors ]; then result="exported: $out"; else result="refused: $(cat $out.refused)"; fi
+    echo "   $name: $result"
+    printf '%s\t%s\n' "$name" "$result" >> $T/hf.tsv.part
+done < <(printf 'MiniDisc\t%s\t\n' $T/minidisc; cat $T/paths.tsv)
+mv $T/hf.tsv.part $T/hf.tsv
+
+# each path's training time (its stages' seconds files), trials and export, beside the report's rows
+python - "$T" "$ta_label" "${assistants[*]:-}" <<'PY'
 import json, os, sys
-t, assistants, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+t, ta_label, assistants = sys.argv[1], sys.argv[2], sys.argv[3].split()
 def seconds(*dirs):
-    return sum(int(open(os.path.join(t, d, "seconds")).read()) for d in dirs if os.path.exists(os.path.join(t, d, "seconds")))
-rounds = sorted(d for d in os.listdir(t) if d.startswith("minidisc-r"))
+    return sum(int(open(os.path.join(d, "seconds")).read()) for d in dirs if os.path.exists(os.path.join(d, "seconds")))
 report = json.load(open(os.path.join(t, "report.json")))["models"]
-rows = {"direct KD": {"trials": 1, "train_seconds": seconds("direct")},
-        f"MiniDisc ({'assistant ' + ' '.join(assistants) + '%' if assistants else 'no assistant'})":
-            {"trials": 1, "train_seconds": seconds(*rounds), "assistants": [float(a) for a in assistants]}}
-for s in paths:
-    rows[f"MaxiDisc via {s}%"] = {"trials": 1, "train_seconds": seconds(f"maxi-{s}/stage1", f"maxi-{s}/stage2")}
+hf = dict(line.rstrip("\n").split("\t", 1) for line in open(os.path.join(t, "hf.tsv")))
+rounds = sorted(os.path.join(t, d) for d in os.listdir(t) if d.startswith("minidisc-r"))
+minidisc = f"MiniDisc ({ta_label})"
+rows = {minidisc: {"trials": 1, "train_seconds": seconds(*rounds), "assistants": [float(a) for a in assistants],
+                   "hf_export": hf["MiniDisc"]}}
+for line in open(os.path.join(t, "paths.tsv")):
+    name, final, stages = line.rstrip("\n").split("\t")
+    rows[name] = {"trials": 1, "stages": stages.split(), "train_seconds": seconds(*stages.split()),
+                  "hf_export": hf[name]}
 for name, row in rows.items():
-    row.update({k: report[name][k] for k in ("accuracy", "f1", "parameters", "sentences_per_second") if k in report.get(name, {})})
+    row.update({k: report[name][k] for k in ("accuracy", "f1", "parameters", "sentences_per_second")
+                if k in report.get(name, {})})
 maxi = [r for n, r in rows.items() if n.startswith("MaxiDisc")]
 out = {"models": rows, "maxidisc_trials": len(maxi),
        "maxidisc_train_seconds": sum(r["train_seconds"] for r in maxi)}

@@ -132,6 +132,18 @@ def test_setting2_and_baseline_mechanisms(rosita):
     enc = "encoder.sentence_encoder.layers."
     assert not any(k.startswith(enc + "3.") for k in sub)
     assert all(torch.equal(sub[f"{enc}{i}.fc1.weight"], full[f"{enc}{j}.fc1.weight"]) for i, j in enumerate((0, 2, 4)))
+    # a model in the teacher's own configuration (sentence_prediction, as distill-prune, distill-sparsify
+    # --densify and a MiniDisc assistant write it) exports too, with the logits fairseq gives it
+    from transformers import AutoModelForSequenceClassification
+
+    run(["distill-export-hf", "--checkpoint", w / "layers024" / "model.pt", "--data-bin", data,
+         "--output", w / "layers024-hf"])
+    tok = AutoTokenizer.from_pretrained(w / "layers024-hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(w / "layers024-hf").eval()
+    with torch.no_grad():
+        hf_logits = hf(**tok(rosita["texts"][:16], padding=True, return_tensors="pt")).logits.numpy()
+    fairseq_logits = Teacher(str(w / "layers024"), "model.pt", device="cpu").logits(rosita["texts"][:16])
+    np.testing.assert_allclose(hf_logits, fairseq_logits, atol=1e-4)
     # BERT(student): the teacher distilled into the copy, prediction term only
     proc = run(train_flags(data, w / "s2-full", w / "copy", "--teacher-checkpoint", teacher,
                            "--criterion", "layerwise_distillation", "--hidden-weight", "0", *rosita["bpe"]))

@@ -154,20 +154,32 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     saved_cfg = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, load_on_all_ranks=True)["cfg"]
     if (saved_cfg["task"] or {}).get("_name") == "masked_lm_distillation":
         return _export_masked_lm(checkpoint, data, output_dir, saved_cfg)
-    hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint), data)
-    model, task = hub.model, hub.task
-    args = as_pruned_args(model_args(hub.cfg), layer_shapes(model))  # the loaded model's, not a second load
-    classes = list(task.classes)
-    state = bert_state(model, hub.head, len(classes))
-    config = bert_config(model, args, len(classes), classes, True)
+    if (saved_cfg["task"] or {}).get("_name") == "sentence_prediction":
+        # fairseq's own classifiers: a fine-tuned teacher, or a model the compression tools wrote
+        # in its configuration (a MiniDisc assistant, a densified sparsity)
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [checkpoint], arg_overrides={"data": os.path.abspath(data)})
+        model = models[0].eval()
+        labels = task.label_dictionary
+        classes = labels.symbols[labels.nspecial:labels.nspecial + cfg.task.num_classes]
+        head = getattr(cfg.criterion, "classification_head_name", "sentence_classification_head")
+        pairs = os.path.exists(os.path.join(data, "input1", "dict.txt"))
+    else:
+        hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint),
+                                                  data)
+        model, task, cfg, head, classes = hub.model, hub.task, hub.cfg, hub.head, list(hub.task.classes)
+        pairs = len(task.input_keys) > 1
+    args = as_pruned_args(model_args(cfg), layer_shapes(model))  # the loaded model's, not a second load
+    config = bert_config(model, args, len(classes), classes, True)  # first: it refuses what BERT cannot express
+    state = bert_state(model, head, len(classes))
     d = task.source_dictionary
-    if len(task.input_keys) > 1 and task.cfg.separator_token is not None:
+    if pairs and task.cfg.separator_token is not None:
         raise ValueError(f"the student joins pairs with --separator-token {task.cfg.separator_token} "
                          f"(<s> a </s> </s> b </s>); a BERT tokenizer gives [CLS] a [SEP] b [SEP]: train "
                          f"without --separator-token to export")
     if task.cfg.init_token != d.bos():
         raise ValueError(f"the student reads --init-token {task.cfg.init_token}; BERT's [CLS] is <s> ({d.bos()})")
-    return _write(checkpoint, data, output_dir, model, state, config, d, hub.cfg.bpe)
+    return _write(checkpoint, data, output_dir, model, state, config, d, cfg.bpe)
 
 
 def _export_masked_lm(checkpoint: str, data: str, output_dir: str, saved_cfg) -> dict:
