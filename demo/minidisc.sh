@@ -8,8 +8,8 @@
 #      the assistant chosen at each validation by best/100 + LAM * s/100 and saved dense; round 2
 #      starts from it, with it as the teacher, and ends at the target (TA_ROUNDS = 2: one assistant);
 #   3. direct KD: the teacher sliced at the target, distilled from the teacher;
-#   4. MaxiDisc: for each grid sparsity s between 0 and the target, slice at s, distil, slice the
-#      result at the target, distil from it;
+#   4. MaxiDisc: for each grid sparsity s from 50 (MiniDisc's candidates; with --full from 10) to
+#      below the target, slice at s, distil, slice the result at the target, distil from it;
 #   4b. other KD paths (--paths, default "2L 4L,2L"): each a comma-separated list of sizes, a grid
 #      sparsity or NL (the bottom N layers kept, from the teacher or the previous stage), distilled
 #      stage by stage (e.g. 6 layers -> 4 -> 2: the layer-dropped students beside the sparse ones);
@@ -28,7 +28,8 @@
 #   ... --target 95                       # the 95% target instead of 90
 #   ... --paths "2L 4L,2L 80,4L"           # the extra KD paths of step 4b ("" for none)
 #   ... --smoke                           # the same steps on slices with tiny settings
-#   ... --full                            # MiniDisc's schedule (10 epochs per stage)
+#   ... --full                            # MiniDisc's schedule (10 epochs per stage), and MaxiDisc
+#                                         # through every grid assistant (10% to 85%)
 #
 # Runs the task's main demo first if its report is missing. Finished stages are skipped on rerun
 # (a stage's done file is written last); fairseq-train resumes from its last checkpoint.
@@ -66,15 +67,16 @@ fi
 lock_work "$WORK"
 cd "$WORK"
 
-# EPOCHS: per KD stage over the teacher's gold training texts (MiniDisc: 10 for MRPC; 2 here keeps
-# the default run near 90 minutes on 2 CPU cores, --full restores 10);
+# EPOCHS: per KD stage over the teacher's gold training texts (MiniDisc: 10 for MRPC; 2 here and
+# MaxiDisc from 50% keep the default run near 2 hours on 2 CPU cores; --full restores both);
 # LR and BATCH: MiniDisc's MRPC settings are 3e-5 and 16; LAM 0.2 and the grid are its defaults.
 EPOCHS=2; LR=3e-5; BATCH=16; LAM=0.2; TRUNC=50; TA_ROUNDS=2; GRID=0,10,20,30,40,50,60,70,80,85,90,95
+MAXI_FROM=$TRUNC  # MaxiDisc's assistants: the grid from here to the target (MiniDisc's candidates)
 VALIDATE=0  # updates between validations (0: each epoch)
 CAP=""      # --max-update of every stage (the smoke run's few updates)
 [ $TASK = sst2 ] && { EPOCHS=1; BATCH=32; LR=5e-5; }
 case $MODE in
-    full) EPOCHS=10 ;;
+    full) EPOCHS=10; MAXI_FROM=0 ;;  # every grid assistant, the nearly dense ones too
     smoke) EPOCHS=1; GRID=0,50,90,95; VALIDATE=2; CAP="--max-update 4" ;;
 esac
 TEACHER=teacher/ckpt/checkpoint_best.pt
@@ -183,9 +185,10 @@ add_path() {  # add_path SIZES...: run it and add its row
 step "3. direct KD: the teacher sliced at $TARGET%, distilled from the teacher"
 add_path $TARGET
 
-step "4. MaxiDisc: every single-assistant path from the grid (one trial each)"
+step "4. MaxiDisc: every single-assistant path from the grid at or above $MAXI_FROM% (one trial each)"
 for s in ${GRID//,/ }; do
-    if python -c "import sys; sys.exit(not 0 < float(sys.argv[1]) < float(sys.argv[2]))" $s $TARGET; then
+    if python -c "import sys; s, lo, t = map(float, sys.argv[1:]); sys.exit(not (0 < s < t and s >= lo))" \
+        $s $MAXI_FROM $TARGET; then
         add_path $s $TARGET
     fi
 done
