@@ -68,7 +68,8 @@ lock_work "$WORK"
 cd "$WORK"
 
 # EPOCHS: per KD stage over the teacher's gold training texts (MiniDisc: 10 for MRPC; 2 here and
-# MaxiDisc from 50% keep the default run near 2 hours on 2 CPU cores; --full restores both);
+# MaxiDisc from 50% keep the default MRPC run to about 80 minutes on 2 CPU cores after the main
+# demo; --full restores both);
 # LR and BATCH: MiniDisc's MRPC settings are 3e-5 and 16; LAM 0.2 and the grid are its defaults.
 EPOCHS=2; LR=3e-5; BATCH=16; LAM=0.2; TRUNC=50; TA_ROUNDS=2; GRID=0,10,20,30,40,50,60,70,80,85,90,95
 MAXI_FROM=$TRUNC  # MaxiDisc's assistants: the grid from here to the target (MiniDisc's candidates)
