@@ -150,6 +150,7 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
 
     from ..compress.encoder_checkpoint import as_pruned_args, model_args
     from .hub_interface import StudentHubInterface
+    from .teacher import Teacher
 
     saved_cfg = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, load_on_all_ranks=True)["cfg"]
     if (saved_cfg["task"] or {}).get("_name") == "masked_lm_distillation":
@@ -157,12 +158,8 @@ def export_hf(checkpoint: str, data: str, output_dir: str) -> dict:
     if (saved_cfg["task"] or {}).get("_name") == "sentence_prediction":
         # fairseq's own classifiers: a fine-tuned teacher, or a model the compression tools wrote
         # in its configuration (a MiniDisc assistant, a densified sparsity)
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [checkpoint], arg_overrides={"data": os.path.abspath(data)})
-        model = models[0].eval()
-        labels = task.label_dictionary
-        classes = labels.symbols[labels.nspecial:labels.nspecial + cfg.task.num_classes]
-        head = getattr(cfg.criterion, "classification_head_name", "sentence_classification_head")
+        t = Teacher(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint), device="cpu", data=data)
+        model, task, cfg, head, classes = t.model, t.task, t.cfg, t.head, list(t.classes)
         pairs = os.path.exists(os.path.join(data, "input1", "dict.txt"))
     else:
         hub = StudentHubInterface.from_pretrained(os.path.dirname(checkpoint) or ".", os.path.basename(checkpoint),

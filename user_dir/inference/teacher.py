@@ -52,7 +52,7 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> List[np.ndarray
 class Teacher:
     def __init__(self, checkpoint_dir: str, checkpoint_file: str = "checkpoint_best.pt",
                  device: Optional[str] = None, max_positions: Optional[int] = None,
-                 keep_head: Optional[int] = None):
+                 keep_head: Optional[int] = None, data: Optional[str] = None):
         from fairseq import checkpoint_utils
         from fairseq.data import encoders
 
@@ -63,7 +63,9 @@ class Teacher:
         if not os.path.exists(path):
             raise FileNotFoundError(f"teacher checkpoint not found: {path}")
         overrides = {}
-        if os.path.exists(os.path.join(checkpoint_dir, "input0", "dict.txt")):
+        if data is not None:  # the data-bin the caller names (distill-export-hf --data-bin)
+            overrides["data"] = os.path.abspath(data)
+        elif os.path.exists(os.path.join(checkpoint_dir, "input0", "dict.txt")):
             overrides["data"] = os.path.abspath(checkpoint_dir)
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
         self.model, self.cfg, self.task = models[0].eval(), cfg, task
