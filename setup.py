@@ -47,6 +47,7 @@ setup(
             "distill-extract-student = user_dir.cli.extract_student:cli_main",
             "distill-split-sentences = user_dir.cli.split_sentences:cli_main",
             "distill-sparsify = user_dir.cli.sparsify:cli_main",
+            "distill-prepare-data = user_dir.cli.prepare_data:cli_main",
         ],
     },
 )

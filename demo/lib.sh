@@ -18,7 +18,7 @@ todo() {  # todo FILE: the step that makes FILE is still to do (always, in a dry
 print_command() {
     local out="" a
     for a in "$@"; do
-        a=${a//$WORK\//}; a=${a//$WORK/.}; a=${a//$DATA/SST-2}; a=${a//$REPO\//}
+        a=${a//$WORK\//}; a=${a//$WORK/.}; [ -z "${DATA:-}" ] || a=${a//$DATA/${DATA_NAME:-SST-2}}; a=${a//$REPO\//}
         if [ "$a" = __MODEL_ARGS__ ]; then out+=' $(cat teacher/base/model-args.txt)'
         elif [[ $a =~ [[:space:]\(\)\'\"\$\*] ]]; then out+=" '$a'"
         else out+=" $a"; fi
@@ -44,6 +44,8 @@ train() {  # train NAME SAVE-DIR CMD...: print it (dry run), or train with the v
 }
 
 lock_work() {  # lock_work DIR: one demo run per work directory (the lock dies with the process)
+    # a demo that calls another on its own work dir passes its lock down (fd 9 is inherited)
+    [ "${DEMO_LOCKED:-}" = "$1" ] && return 0
     mkdir -p "$1/logs"
     exec 9>>"$1/.lock"
     if ! flock -n 9; then
@@ -52,6 +54,7 @@ lock_work() {  # lock_work DIR: one demo run per work directory (the lock dies w
         exit 1
     fi
     echo $$ > "$1/.lock.pid"
+    export DEMO_LOCKED=$1
 }
 
 logged() {  # logged NAME CMD...: CMD's output to logs/NAME.log; the plugin's tools show bars and warnings
@@ -97,7 +100,7 @@ finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHAR
     # resumes from teacher/ckpt/checkpoint_last.pt (or finds the training done)
     train $name "$save" fairseq-train "$bin" --user-dir "$REPO/user_dir" \
         --finetune-from-model "$WORK/$from_pt" $model_args \
-        --task sentence_prediction --num-classes 2 --init-token 0 --max-positions 512 \
+        --task sentence_prediction --num-classes ${NUM_CLASSES:-2} --init-token 0 --max-positions 512 \
         --criterion sentence_prediction $report \
         --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.1 --clip-norm 0.0 \
         --lr $lr --lr-scheduler polynomial_decay --warmup-updates $(( updates / warmup_div )) \

@@ -67,6 +67,7 @@ def get_parser():
                         "gold labels, tuned on --valid (TSVs with a header, --text-column / --label-column)")
     p.add_argument("--train", help="--baselines: training TSV")
     p.add_argument("--valid", help="--baselines: validation TSV (hyper-parameters)")
+    p.add_argument("--task-name", help="the data's name in the report (default: --dev's directory name)")
     p.add_argument("--split-name", default="dev", help="what --dev is, for the report's title (default: dev)")
     p.add_argument("--teacher-device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--student-device", default="cpu", help="cpu (default), auto, cuda, cuda:N")
@@ -115,7 +116,7 @@ def main(argv=None):
             row["points_below_teacher"] = round(t["accuracy"] - row["accuracy"], 2)
             row["speedup"] = round(row["sentences_per_second"] / t["sentences_per_second"], 1)
     report = {
-        "task": f"{os.path.basename(os.path.dirname(os.path.abspath(args.dev)))} {args.split_name} "
+        "task": f"{args.task_name or os.path.basename(os.path.dirname(os.path.abspath(args.dev)))} {args.split_name} "
                 f"({len(texts)} examples), raw text in, labels out",
         "machine": machine(r["device"] for r in rows.values()),
         "models": rows,

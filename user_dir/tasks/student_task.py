@@ -287,6 +287,15 @@ class StudentTask(FairseqTask):
                     ", teacher logits" if "distill_target" in dataset else "")
         return self.datasets[split]
 
+    def get_batch_iterator(self, dataset, **kwargs):
+        # fairseq's batch_by_size drops a last batch whose size is not a multiple of
+        # --required-batch-size-multiple (8): each validation would skip up to 7 examples
+        # (the longest, as batches follow length). Evaluation splits keep every example;
+        # training keeps fairseq's rule (a different few are left out each epoch).
+        if dataset is not self.datasets.get(self.cfg.train_subset):
+            kwargs["required_batch_size_multiple"] = 1
+        return super().get_batch_iterator(dataset, **kwargs)
+
     # ------------------------------------------------------------- raw text
 
     def encode_text(self, text: str) -> torch.Tensor:
