@@ -28,6 +28,7 @@ case ${1:-} in
     *) echo "unknown option: $1 (use --full or --smoke)" >&2; exit 2 ;;
 esac
 source "$REPO/demo/lib.sh"
+[ $MODE = dry ] || { mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd); }  # one name for the lock and distill.sh
 lock_work "$WORK"; cd "$WORK"
 
 # TRAIN: gold-labelled train reviews (the rest of train.tsv, VALID rows, is the held-out

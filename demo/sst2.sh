@@ -28,6 +28,7 @@ case ${1:-} in
     *) echo "unknown option: $1 (use --full, --smoke or --dry-run)" >&2; exit 2 ;;
 esac
 source "$REPO/demo/lib.sh"
+[ $MODE = dry ] || { mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd); }  # one name for the lock and distill.sh
 
 # The DAN overfits a transfer set this small (67k phrases; the paper used millions
 # of reviews) after 2-4 epochs: strong feature and head dropout (distill.sh's defaults), few epochs.
