@@ -1,11 +1,15 @@
 """N-gram vocabulary + extraction: this plugin against scikit-learn's CountVectorizer.
 
-The corpus is SST-2 train repeated to --lines lines (1M by default).  Each
+The corpus is SST-2 train repeated to --lines lines (1M by default), or, with
+--data FILE.txt, that file's lines (one text each: IMDB's unlabelled reviews
+for long texts) repeated or cut to --lines.  Each
 method builds a top-K 1-4-gram vocabulary and then writes every line's
 features, as the paper's get_dict.py + get_ngrams.py do.  Each method runs in
 a fresh process so that its peak memory is its own.
 
     .venv/bin/python bench/ngram_bench.py [--lines 1000000] [--workers 2]
+    .venv/bin/python bench/ngram_bench.py --data ../shared/data/imdb/unsup.txt --lines 50000 \
+        --output bench/results/ngram_bench_imdb.json
 
 Writes bench/results/ngram_bench.json and prints a table.
 """
@@ -27,7 +31,10 @@ DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "glue", "SST-2", "trai
 
 def make_corpus(tsv: str, lines: int, path: str) -> None:
     with open(tsv, encoding="utf-8") as f:
-        texts = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
+        if tsv.endswith(".txt"):  # one text per line
+            texts = f.read().splitlines()
+        else:  # a TSV with a header, the text first
+            texts = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     with open(path, "w", encoding="utf-8") as out:
         for i in range(lines):
             out.write(texts[i % len(texts)] + "\n")
@@ -88,6 +95,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         corpus = os.path.join(workdir, "corpus.txt")
         make_corpus(args.data, args.lines, corpus)
+        nbytes = os.path.getsize(corpus)
         results = {}
         for method in ("ours", "sklearn"):
             out = subprocess.run([sys.executable, __file__, "--max-features", str(args.max_features),
@@ -99,10 +107,11 @@ def main():
             results[method] = r
     speedup = results["ours"]["lines_per_s"] / results["sklearn"]["lines_per_s"]
     report = {
-        "bench": "ngram vocabulary + extraction", "lines": args.lines, "ngram_range": [1, 4],
+        "bench": "ngram vocabulary + extraction", "data": os.path.abspath(args.data), "lines": args.lines,
+        "mean_bytes_per_line": round(nbytes / args.lines, 1), "ngram_range": [1, 4],
         "max_features": args.max_features, "workers_ours": args.workers, "tokenizer_ours": "sklearn",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "results": results, "speedup": speedup, "goal_speedup": 3.0,
+        "results": results, "speedup": speedup, "goal_speedup": 5.0,
     }
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
@@ -111,7 +120,7 @@ def main():
     for name, r in results.items():
         print(f"{name:<10}{r['vocab_s']:>10.1f}{r['extract_s']:>11.1f}{r['lines_per_s']:>11.0f}"
               f"{r['peak_main_mb']:>14.0f}{r['peak_worker_mb']:>16.0f}")
-    print(f"speed-up: {speedup:.2f}x (goal 3x) -> {args.output}")
+    print(f"speed-up: {speedup:.2f}x (goal 5x) -> {args.output}")
 
 
 if __name__ == "__main__":
