@@ -18,7 +18,8 @@
 #                              file per split with --train-labels / --dev-labels / --test-labels
 #   --classes A,B,...          the class order (default: the labels sorted, as numbers if integers)
 # Teacher: --teacher-examples N (first N training examples; default all), --teacher-epochs N (1),
-#   --window P --keep-head H (it reads P positions: the head H and the tail of longer texts)
+#   --window P (512) --keep-head H: it reads P positions of a text, its first P - 2 WordPieces, or with
+#   --keep-head the first H and the last P - 2 - H (head + tail of longer texts)
 # Student: --features K (1000000), --epochs N (4), --batch N (64), --lr X (1e-3),
 #   --max-positions N (features per text; the task's default otherwise), --dan "FLAGS" (the
 #   architecture flags), --kd-ft-epochs N (0: no KD+FT stage), --kd-ft-lr X (3e-4)
@@ -34,7 +35,7 @@ WEIGHTS=${WEIGHTS:-$REPO/.cache/weights/all-MiniLM-L6-v2}
 MODE=default
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 DATA_ARGS=(); UNLABELLED=(); TEST=""
-FT_EXAMPLES=""; FT_EPOCHS=1; WINDOW=""; HEAD=""
+FT_EXAMPLES=""; FT_EPOCHS=1; WINDOW=512; HEAD=""
 FEATURES=1000000; EPOCHS=4; BATCH=64; LR=1e-3; MAX_POSITIONS=""; KD_FT_EPOCHS=0; KD_FT_LR=3e-4
 BASELINES=""; NAME=""; TITLE=""
 # the n-gram table starts at the teacher's input embeddings (mean over each n-gram's WordPieces);
@@ -76,7 +77,6 @@ done
 WORK=$(abs "$WORK"); WORK=${WORK%/}
 [ -n "$NAME" ] || NAME=$(basename "$WORK")
 [ -n "$TITLE" ] || TITLE="Sparse distillation on $NAME"
-if [ -n "$HEAD" ] && [ -z "$WINDOW" ]; then echo "--keep-head needs --window" >&2; exit 2; fi
 source "$REPO/demo/lib.sh"
 PREPARE=(distill-prepare-data "${DATA_ARGS[@]}")
 [ ${#UNLABELLED[@]} = 0 ] || PREPARE+=(--unlabelled "${UNLABELLED[@]}")
@@ -99,19 +99,18 @@ print(len(d['classes']), d['splits']['train']['rows'], sum(u['rows'] for u in d[
 import json; d = json.load(open('data.json'))
 for s, i in d['splits'].items(): print(f'   {s}: {i[\"rows\"]} examples, ' + ', '.join(f'{c}: {k}' for c, k in i['per_class'].items()))
 if d['unlabelled']: print(f'   unlabelled: {sum(u[\"rows\"] for u in d[\"unlabelled\"])} texts')"
-export NUM_CLASSES  # finetune_teacher's --num-classes
+# finetune_teacher's --num-classes; BATCH_MULTIPLE 1: fairseq's batching drops a last batch whose
+# size is not a multiple of --required-batch-size-multiple (8), the same examples every epoch
+export NUM_CLASSES BATCH_MULTIPLE=1
 LABEL_DICT=label.dict.txt
 [ -n "$FT_EXAMPLES" ] || FT_EXAMPLES=$TRAIN
 # the transfer set: the training texts, then the unlabelled ones (their rows follow the teacher's logits)
 TRANSFER=train; [ "$UNSUP" = 0 ] || TRANSFER=transfer
 ROWS=$((TRAIN + UNSUP))
 EVAL=dev; [ -n "$TEST" ] && EVAL=test
-CUT=(); WINDOW_ARGS=(); REPORT_WINDOW=()
-if [ -n "$WINDOW" ]; then  # the BPE-level cut: <s> and </s> take 2 positions
-    CUT=(--max-tokens $((WINDOW - 2))); WINDOW_ARGS=(--max-positions "$WINDOW")
-    REPORT_WINDOW=(--teacher-max-positions "$WINDOW")
-    if [ -n "$HEAD" ]; then CUT+=(--keep-head "$HEAD"); WINDOW_ARGS+=(--keep-head "$HEAD"); REPORT_WINDOW+=(--teacher-keep-head "$HEAD"); fi
-fi
+# the teacher's window, the same cut in fine-tuning, labelling and the report (<s> and </s> take 2)
+CUT=(--max-tokens $((WINDOW - 2))); WINDOW_ARGS=(--max-positions "$WINDOW"); REPORT_WINDOW=(--teacher-max-positions "$WINDOW")
+if [ -n "$HEAD" ]; then CUT+=(--keep-head "$HEAD"); WINDOW_ARGS+=(--keep-head "$HEAD"); REPORT_WINDOW+=(--teacher-keep-head "$HEAD"); fi
 
 if [ "$TRANSFER" = transfer ] && todo transfer.txt; then
     show "cat train.txt unlabelled.txt > transfer.txt"
@@ -193,7 +192,8 @@ if [ "$KD_FT_EPOCHS" != 0 ] && todo data-bin-ft/label/valid.idx; then  # gold tr
         --trainpref train.label --validpref dev.label --destdir data-bin-ft/label --workers 2
 fi
 
-DAN_TRAIN=(--user-dir "$REPO/user_dir" --task feature_based_sentence_prediction --num-classes $NUM_CLASSES)
+DAN_TRAIN=(--user-dir "$REPO/user_dir" --task feature_based_sentence_prediction --num-classes $NUM_CLASSES
+           --required-batch-size-multiple $BATCH_MULTIPLE)
 [ -z "$MAX_POSITIONS" ] || DAN_TRAIN+=(--max-positions $MAX_POSITIONS)
 ADAM=(--optimizer mixed_adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.01)
 SELECT=(--best-checkpoint-metric accuracy --maximize-best-checkpoint-metric --no-epoch-checkpoints)

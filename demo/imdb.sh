@@ -79,6 +79,7 @@ teacher_data() {  # teacher_data DIR CUT-ARGS...: WordPiece-encode (cut to the w
 }
 
 step "12. the teacher's window: head + tail against the head alone ($ABLATION_TEST test reviews)"
+export BATCH_MULTIPLE=1  # as distill.sh fine-tunes the teacher: every example in every epoch
 teacher_data teacher-head --max-tokens $((WINDOW - 2))
 # the same fine-tuning on the head-only cut: only the cut differs
 finetune_teacher "$WORK/teacher-head/data-bin" $FT_EXAMPLES $FT_EPOCHS 1e-4 16 accuracy teacher-head/ckpt

@@ -105,6 +105,7 @@ finetune_teacher() {  # finetune_teacher DATA-BIN EXAMPLES EPOCHS LR WARMUP-SHAR
         --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.1 --clip-norm 0.0 \
         --lr $lr --lr-scheduler polynomial_decay --warmup-updates $(( updates / warmup_div )) \
         --total-num-update $updates --batch-size 32 --max-epoch $epochs --num-workers 0 \
+        ${BATCH_MULTIPLE:+--required-batch-size-multiple $BATCH_MULTIPLE} \
         --bpe wordpiece --wordpiece-vocab "$WORK/teacher/base/tokenizer.json" \
         --best-checkpoint-metric $metric --maximize-best-checkpoint-metric \
         --save-dir "$save" --no-epoch-checkpoints --log-format simple --log-interval 100

@@ -65,6 +65,13 @@ def test_pipeline_on_three_string_classes(tmp_path, glue):
     proc = run(["distill-predict", "--checkpoint", work / "checkpoints" / "checkpoint_best.pt",
                 "--data-bin", work / "data-bin", "--input", work / "dev.tsv", "--header", "--label-column", "1"])
     assert abs(json.loads(proc.stdout)["accuracy"] - best) < 0.01
+    # the teacher's logits on dev (distill-teacher-logits from raw text, cut to the window) against
+    # fairseq's own validation of its fine-tuning (sentence_prediction, every one of the 90)
+    dev_gold = [r[1] for r in read_tsv(work / "dev.tsv")]
+    dev_logits = np.load(work / "teacher" / "dev.npy")
+    teacher_dev = 100 * np.mean([CLASSES[i] == g for i, g in zip(dev_logits.argmax(1), dev_gold)])
+    fairseq_dev = valid_accuracies((work / "logs" / "teacher-finetune.log").read_text())
+    assert len(fairseq_dev) == 1 and round(teacher_dev, 1) == fairseq_dev[0]  # logged to 1 decimal
     assert report["models"]["teacher"]["window"] == {"positions": 48, "keep_head": 16}
 
     again = demo("distill.sh", "--train", data / "train.tsv", "--dev", data / "dev.tsv", "--test", data / "test.tsv",
