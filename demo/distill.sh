@@ -87,6 +87,16 @@ if [ $MODE = dry ]; then
 else
     lock_work "$WORK"; cd "$WORK"
     step "1. the labelled data: one example per line, its label, the classes (distill-prepare-data)"
+    # data.args names the data this work dir was made from: a rerun with other data is refused
+    # (its later steps would be skipped as done), not mixed in
+    ARGS_NOW=$(print_command "${PREPARE[@]}")
+    if [ -s data.json ] && [ -s data.args ] && [ "$(cat data.args)" != "$ARGS_NOW" ]; then
+        echo "$WORK was made from other data ($(cat data.args)): give another --work, or delete it" \
+             "to start again" >&2
+        exit 2
+    fi
+    # written before data.json (the marker); a work dir from before data.args adopts it
+    if todo data.json || [ ! -s data.args ]; then echo "$ARGS_NOW" > data.args.part; mv data.args.part data.args; fi
     todo data.json && run prepare-data "${PREPARE[@]}" --output-dir .
     SUMMARY=$(cat data.json)
 fi
@@ -103,7 +113,7 @@ if d['unlabelled']: print(f'   unlabelled: {sum(u[\"rows\"] for u in d[\"unlabel
 # size is not a multiple of --required-batch-size-multiple (8), the same examples every epoch
 export NUM_CLASSES BATCH_MULTIPLE=1
 LABEL_DICT=label.dict.txt
-[ -n "$FT_EXAMPLES" ] || FT_EXAMPLES=$TRAIN
+[ -n "$FT_EXAMPLES" ] && [ "$FT_EXAMPLES" -le "$TRAIN" ] || FT_EXAMPLES=$TRAIN  # its schedule counts them
 # the transfer set: the training texts, then the unlabelled ones (their rows follow the teacher's logits)
 TRANSFER=train; [ "$UNSUP" = 0 ] || TRANSFER=transfer
 ROWS=$((TRAIN + UNSUP))

@@ -89,5 +89,19 @@ def test_bad_data_stops_the_pipeline_before_any_work(tmp_path):
     assert proc.returncode == 1
     assert "dev.tsv: line 2: label 'meh' is not a class" in proc.stderr
     assert not (tmp_path / "work" / "teacher").exists() and not (tmp_path / "work" / "data.json").exists()
+    # a work dir remembers its data: another training file is refused, not mixed in
+    (tmp_path / "dev.tsv").write_text("fine\tpos\n")
+    (tmp_path / "other.tsv").write_text("good\tpos\nbad\tneg\nok\tpos\n")
+    work = tmp_path / "work2"
+    demo("distill.sh", "--train", tmp_path / "train.tsv", "--dev", tmp_path / "dev.tsv", "--work", work,
+         "--dry-run")
+    assert not work.exists()  # a dry run writes nothing
+    work.mkdir()
+    (work / "data.json").write_text("{}")
+    (work / "data.args").write_text(f"distill-prepare-data --train {tmp_path / 'train.tsv'} --dev {tmp_path / 'dev.tsv'}\n")
+    proc = demo("distill.sh", "--train", tmp_path / "other.tsv", "--dev", tmp_path / "dev.tsv", "--work", work,
+                check=False)
+    assert proc.returncode == 2 and f"{work} was made from other data" in proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == [".lock", ".lock.pid", "data.args", "data.json", "logs"]
     proc = demo("distill.sh", "--train", tmp_path / "train.tsv", "--work", tmp_path / "w", "--bogus", check=False)
     assert proc.returncode == 2 and "unknown option: --bogus" in proc.stderr
