@@ -75,6 +75,8 @@ def test_hydra_config_gives_the_demos_fairseq_config():
             if str(value) != str(shell[group][name]):
                 differ.append(f"{group}.{name}: yaml {value!r}, shell {shell[group][name]!r}")
     assert not differ, differ
+    # a flag fairseq would otherwise default (8), dropping up to 7 examples an epoch
+    assert shell.dataset.required_batch_size_multiple == yaml.dataset.required_batch_size_multiple == 1
 
 
 def test_a_work_dir_takes_one_run_at_a_time(tmp_path):
