@@ -44,6 +44,9 @@ BASELINES=""; NAME=""; TITLE=""
 DAN="--arch feature_based_linear_model --encoder-embed-dim 384 --embed-init teacher/base/model.pt"
 DAN="$DAN --hidden-dim 128 --head-layers 3 --pooler-activation-fn relu --pooler-dropout 0.2"
 need() { [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
+count() {  # count OPTION VALUE...: a whole number (sizes, epochs, positions) or a clear refusal
+    need "$@"; [[ $2 =~ ^[0-9]+$ ]] || { echo "$1 needs a whole number, not '$2'" >&2; exit 2; }
+}
 while [ $# -gt 0 ]; do
     case $1 in
         --train|--dev|--test|--train-labels|--dev-labels|--test-labels)
@@ -53,17 +56,17 @@ while [ $# -gt 0 ]; do
             while [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; do UNLABELLED+=("$(abs "$1")"); shift; done ;;
         --input-format|--text-column|--label-column|--classes) need "$@"; DATA_ARGS+=("$1" "$2"); shift 2 ;;
         --header) DATA_ARGS+=(--header); shift ;;
-        --teacher-examples) need "$@"; FT_EXAMPLES=$2; shift 2 ;;
-        --teacher-epochs) need "$@"; FT_EPOCHS=$2; shift 2 ;;
-        --window) need "$@"; WINDOW=$2; shift 2 ;;
-        --keep-head) need "$@"; HEAD=$2; shift 2 ;;
-        --features) need "$@"; FEATURES=$2; shift 2 ;;
-        --epochs) need "$@"; EPOCHS=$2; shift 2 ;;
-        --batch) need "$@"; BATCH=$2; shift 2 ;;
+        --teacher-examples) count "$@"; FT_EXAMPLES=$2; shift 2 ;;
+        --teacher-epochs) count "$@"; FT_EPOCHS=$2; shift 2 ;;
+        --window) count "$@"; WINDOW=$2; shift 2 ;;
+        --keep-head) count "$@"; HEAD=$2; shift 2 ;;
+        --features) count "$@"; FEATURES=$2; shift 2 ;;
+        --epochs) count "$@"; EPOCHS=$2; shift 2 ;;
+        --batch) count "$@"; BATCH=$2; shift 2 ;;
         --lr) need "$@"; LR=$2; shift 2 ;;
-        --max-positions) need "$@"; MAX_POSITIONS=$2; shift 2 ;;
+        --max-positions) count "$@"; MAX_POSITIONS=$2; shift 2 ;;
         --dan) need "$@"; DAN=$2; shift 2 ;;
-        --kd-ft-epochs) need "$@"; KD_FT_EPOCHS=$2; shift 2 ;;
+        --kd-ft-epochs) count "$@"; KD_FT_EPOCHS=$2; shift 2 ;;
         --kd-ft-lr) need "$@"; KD_FT_LR=$2; shift 2 ;;
         --baselines) BASELINES=--baselines; shift ;;
         --name) need "$@"; NAME=$2; shift 2 ;;

@@ -105,3 +105,6 @@ def test_bad_data_stops_the_pipeline_before_any_work(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == [".lock", ".lock.pid", "data.args", "data.json", "logs"]
     proc = demo("distill.sh", "--train", tmp_path / "train.tsv", "--work", tmp_path / "w", "--bogus", check=False)
     assert proc.returncode == 2 and "unknown option: --bogus" in proc.stderr
+    proc = demo("distill.sh", "--epochs", "four", "--work", tmp_path / "w", check=False)
+    assert proc.returncode == 2 and "--epochs needs a whole number, not 'four'" in proc.stderr
+    assert not (tmp_path / "w").exists()
