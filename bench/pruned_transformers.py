@@ -72,7 +72,7 @@ def throughput(teacher, model, texts, batch, seconds, device):
 
     @torch.inference_mode()
     def label(chunk):
-        ids = [teacher.encode(t) for t in chunk]
+        ids = teacher.encode_all(chunk)[0]
         tokens = data_utils.collate_tokens(ids, pad).to(device)
         return model(tokens, features_only=True, classification_head_name=HEAD)[0].argmax(-1).tolist()
 

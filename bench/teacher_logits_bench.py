@@ -2,7 +2,7 @@
 
 Same teacher, same texts, same length-sorted batches of at most
 --batch-tokens tokens.  "bare forward" times only the model calls on
-pre-encoded batches; "Teacher.logits" adds BPE encoding, batching and order
+pre-encoded batches (the better of two passes); "Teacher.logits" adds BPE encoding, batching and order
 restoration; "distill-teacher-logits" is the whole tool (file reading,
 shards, atomic .npy + .json writing), model loading included.
 
@@ -57,8 +57,11 @@ def main():
         texts = [next(f).rstrip("\n") for _ in range(args.examples)]
     teacher = Teacher(ckpt, device=args.device)
     teacher.logits(texts[:64], args.batch_tokens)  # warm-up
-    tokens = [teacher.encode(t) for t in texts]
-    bare_s, n_batches = bare_forward(teacher, tokens, args.batch_tokens)
+    tokens = teacher.encode_all(texts)[0]
+    # the better of two passes: the first meets each batch shape for the first time (kernel and
+    # allocator set-up), which the paths timed after it would not pay again
+    (bare_s, n_batches), (again_s, _) = (bare_forward(teacher, tokens, args.batch_tokens) for _ in range(2))
+    bare_s = min(bare_s, again_s)
     t0 = time.perf_counter()
     teacher.logits(texts, args.batch_tokens)
     hub_s = time.perf_counter() - t0

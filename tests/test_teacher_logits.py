@@ -45,6 +45,48 @@ def test_pairs_follow_the_fine_tuning_layout(teacher):
     assert [d[i] for i in ids] == ["<s>", "good", "film", "</s>", "bad", "film", "</s>"]
 
 
+def test_batch_encoding_equals_the_token_strings_through_the_dictionary(teacher, finetuned_teacher):
+    """encode_all's ids (the fast tokenizer's ids mapped by a table) against the WordPiece strings
+    read by fairseq's dictionary, text by text: BOM, <br />, emoji, rare scripts, empty, pairs."""
+    d = teacher.task.source_dictionary
+    texts = finetuned_teacher["texts"] + ["", "\ufeffcafé <br />naïve 😀 \u200b x", "zzqxj ünïcödé 漢字 [MASK]",
+                                          "a " * 600, ("good film", "bad film"), ("", "x")]
+
+    def by_strings(text):
+        ids = []
+        for i, side in enumerate([text] if isinstance(text, str) else text):
+            ids += [teacher.cfg.task.init_token if i == 0 else teacher.cfg.task.separator_token]
+            ids += d.encode_line(teacher.bpe.encode(side), append_eos=True, add_if_not_exist=False).tolist()
+        return [i for i in ids if i is not None]
+
+    tokens, cut = teacher.encode_all(texts)
+    assert cut == 1
+    for text, ids in zip(texts, tokens):
+        assert ids.dtype == torch.int64
+        expected = by_strings(text)
+        if len(expected) > teacher.max_positions:
+            expected = expected[:teacher.max_positions - 1] + expected[-1:]
+        assert ids.tolist() == expected, text
+    assert [teacher.encode(t).tolist() for t in texts] == [t.tolist() for t in tokens]
+
+
+def test_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
+    """submitit gives a local job CUDA_VISIBLE_DEVICES="" unless told otherwise: a GPU run would
+    find no device in its jobs. Each job reports its own environment here."""
+    from tqdm import tqdm
+
+    from user_dir.preprocess.teacher_logits import _run_jobs
+
+    def env_of_jobs():
+        return _run_jobs(str(tmp_path / "w"), "local", None, 1, ["cpu", "cpu"], lambda j: ("CUDA_VISIBLE_DEVICES",),
+                         tqdm(disable=True), [], fn=os.getenv)
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert env_of_jobs() == ["3,1", "3,1"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert env_of_jobs() == [None, None]
+
+
 def test_tool_output_rows_classes_and_workers(finetuned_teacher, teacher, tmp_path):
     texts = finetuned_teacher["texts"]
     src = tmp_path / "in.txt"
@@ -143,6 +185,18 @@ def test_job_devices_and_ranges():
     assert split_jobs([1, 5], 4) == [[1], [5]] and split_jobs([], 3) == []
     # padded size longest x count within 8; the 9 alone
     assert [b.tolist() for b in length_batches([5, 2, 9, 2, 3], 8)] == [[1, 3], [4], [0], [2]]
+
+
+def test_pad_right_is_fairseqs_collate_tokens():
+    from fairseq.data import data_utils
+
+    from user_dir.inference.teacher import pad_right
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        lengths = torch.randint(1, 30, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g)
+        tokens = [torch.randint(4, 100, (int(n),), generator=g) for n in lengths]
+        assert torch.equal(pad_right(tokens, 1), data_utils.collate_tokens(tokens, 1))
 
 
 def test_devices(teacher, finetuned_teacher, tmp_path):

@@ -49,6 +49,14 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> List[np.ndarray
     return batches
 
 
+def pad_right(tokens: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
+    """fairseq's ``collate_tokens(tokens, pad)`` (padding on the right), without its row loop."""
+    lengths = torch.tensor([len(t) for t in tokens])
+    out = torch.full((len(tokens), int(lengths.max())), pad, dtype=tokens[0].dtype)
+    out[torch.arange(out.shape[1]) < lengths[:, None]] = torch.cat(list(tokens))
+    return out
+
+
 class Teacher:
     def __init__(self, checkpoint_dir: str, checkpoint_file: str = "checkpoint_best.pt",
                  device: Optional[str] = None, max_positions: Optional[int] = None,
@@ -96,7 +104,7 @@ class Teacher:
 
     def encode_all(self, texts: Sequence[Text]) -> Tuple[List[torch.Tensor], int]:
         """The ids of every text and how many of them were cut to ``max_positions``."""
-        full = [self.encode_full(t) for t in texts]
+        full = self.encode_full_all(texts)
         return [self.truncate(ids) for ids in full], sum(len(ids) > self.max_positions for ids in full)
 
     def truncate(self, ids: torch.Tensor) -> torch.Tensor:
@@ -111,32 +119,45 @@ class Teacher:
 
     def encode_full(self, text: Text) -> torch.Tensor:
         """``encode`` before truncation."""
+        return self.encode_full_all([text])[0]
+
+    def encode_full_all(self, texts: Sequence[Text]) -> List[torch.Tensor]:
+        """``encode_full`` of every text; a WordPiece teacher tokenizes them all in one batch."""
         d = self.task.source_dictionary
-        sides = [text] if isinstance(text, str) else list(text)
-        parts = []
-        for i, side in enumerate(sides):
-            ids = d.encode_line(self.bpe.encode(side), append_eos=True, add_if_not_exist=False).long()
-            if i == 0 and self.cfg.task.init_token is not None:
-                ids = torch.cat([ids.new([self.cfg.task.init_token]), ids])
-            if i > 0 and self.cfg.task.separator_token is not None:
-                ids = torch.cat([ids.new([self.cfg.task.separator_token]), ids])
-            parts.append(ids)
-        return torch.cat(parts)
+        sides = [[t] if isinstance(t, str) else list(t) for t in texts]
+        flat = [side for s in sides for side in s]
+        if hasattr(self.bpe, "dictionary_ids"):
+            pieces = iter(self.bpe.dictionary_ids(flat, d))
+        else:  # any other fairseq BPE: its string tokens through the dictionary
+            pieces = iter(d.encode_line(self.bpe.encode(x), append_eos=False, add_if_not_exist=False).long().numpy()
+                          for x in flat)
+        init, sep = self.cfg.task.init_token, self.cfg.task.separator_token
+        out = []
+        for s in sides:
+            parts = []
+            for i in range(len(s)):
+                lead = init if i == 0 else sep
+                parts += [[lead] if lead is not None else [], next(pieces), [d.eos()]]
+            out.append(torch.from_numpy(np.concatenate(parts).astype(np.int64)))
+        return out
 
     @torch.inference_mode()
     def logits_of_tokens(self, tokens: Sequence[torch.Tensor], batch_tokens: int = 8192) -> np.ndarray:
-        from fairseq.data import data_utils
-
         pad = self.task.source_dictionary.pad()
         out = np.zeros((len(tokens), len(self.classes)), dtype=np.float32)
+        order, results = [], []
         for idx in length_batches([len(t) for t in tokens], batch_tokens):
-            batch = data_utils.collate_tokens([tokens[i] for i in idx], pad).to(self.device)
+            batch = pad_right([tokens[i] for i in idx], pad).to(self.device, non_blocking=True)
             logits, _ = self.model(batch, features_only=True, classification_head_name=self.head)
-            out[idx] = logits.float().cpu().numpy()
+            order.append(idx)
+            results.append(logits.float())
+        # one copy back at the end: on a GPU the next batch is prepared while this one runs
+        if results:
+            out[np.concatenate(order)] = torch.cat(results).cpu().numpy()
         return out
 
     def logits(self, texts: Sequence[Text], batch_tokens: int = 8192) -> np.ndarray:
-        return self.logits_of_tokens([self.encode(t) for t in texts], batch_tokens)
+        return self.logits_of_tokens(self.encode_all(texts)[0], batch_tokens)
 
     def predict(self, texts: Sequence[Text], batch_tokens: int = 8192) -> List[str]:
         return [self.classes[i] for i in self.logits(texts, batch_tokens).argmax(axis=1)]

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -182,8 +183,9 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
             "jobs": len(results), "devices": used, "threads": sorted({r["threads"] for r in results})}
 
 
-def _run_jobs(work, cluster, slurm_partition, threads, devices, job_args, bar, shards) -> List[dict]:
-    """One submitit job per device entry, all at once; progress is the shards on disk."""
+def _run_jobs(work, cluster, slurm_partition, threads, devices, job_args, bar, shards, fn=None) -> list:
+    """One submitit job per device entry, all at once (``fn(*job_args(j))``, by default
+    ``score_shards``); progress is the shards on disk."""
     import submitit
 
     # named explicitly: auto-detection would quietly run locally without SLURM
@@ -196,8 +198,14 @@ def _run_jobs(work, cluster, slurm_partition, threads, devices, job_args, bar, s
         params.update(slurm_partition=slurm_partition, cpus_per_task=threads)
         if devices and devices[0].startswith("cuda"):
             params.update(gpus_per_node=1)
+    if cluster == "local":
+        # submitit hides every GPU from a local job not given some (CUDA_VISIBLE_DEVICES=""): the
+        # jobs see the GPUs this process sees, so that cuda:N names the same device in both
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        params["local_setup"] = ["unset CUDA_VISIBLE_DEVICES" if visible is None
+                                 else f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
     executor.update_parameters(**params)
-    jobs = [executor.submit(score_shards, *job_args(j)) for j in range(len(devices))]
+    jobs = [executor.submit(fn or score_shards, *job_args(j)) for j in range(len(devices))]
     try:
         while not all(job.done() for job in jobs):
             for job in jobs:

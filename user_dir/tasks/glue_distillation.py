@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 from fairseq.data import ConcatSentencesDataset, PrependTokenDataset, TruncateDataset, encoders
 from fairseq.dataclass import ChoiceEnum
@@ -221,9 +222,11 @@ class GlueDistillationTask(StudentTask):
         d = self.source_dictionary
         # as the file reader cleans the data-bin's lines (fairseq's SentencePiece BPE does not)
         texts = [clean_text(t) for t in texts]
+        limit = self.cfg.max_positions
+        if hasattr(self.bpe, "dictionary_ids"):  # WordPiece: ids straight from the fast tokenizer
+            return [torch.from_numpy(np.append(ids, d.eos()))[:limit] for ids in self.bpe.dictionary_ids(texts, d)]
         encoded = self.bpe.encode_batch(texts) if hasattr(self.bpe, "encode_batch") \
             else [self.bpe.encode(t) for t in texts]
-        limit = self.cfg.max_positions
         return [d.encode_line(x, append_eos=True, add_if_not_exist=False).long()[:limit] for x in encoded]
 
     def encode_text(self, text: str) -> torch.Tensor:
