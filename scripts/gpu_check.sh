@@ -3,7 +3,8 @@
 # scikit-learn and pytest but no network (a lent device): installs fairseq and the plugin's other
 # needs from files carried in .whl/, runs tests/test_gpu.py (GPU_TESTS=-k expression, default all),
 # then the GPU rows of bench/teacher_logits_bench.py and bench/pruned_transformers.py. Output: $OUT.
-# GPU_STEPS picks among tests, teacher and pruned (default all three).
+# GPU_STEPS picks among tests, teacher and pruned (default all three). It installs into that
+# python3's own environment and writes console scripts beside it: for a throwaway machine only.
 #
 # Prepare .whl/ here first (about 57 MB): bash scripts/gpu_check_prepare.sh
 set -uo pipefail
