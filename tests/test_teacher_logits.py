@@ -45,9 +45,12 @@ def test_pairs_follow_the_fine_tuning_layout(teacher):
     assert [d[i] for i in ids] == ["<s>", "good", "film", "</s>", "bad", "film", "</s>"]
 
 
-def test_batch_encoding_equals_the_token_strings_through_the_dictionary(teacher, finetuned_teacher):
+def test_batch_encoding_equals_the_token_strings_through_the_dictionary(teacher, finetuned_teacher, monkeypatch):
     """encode_all's ids (the fast tokenizer's ids mapped by a table) against the WordPiece strings
     read by fairseq's dictionary, text by text: BOM, <br />, emoji, rare scripts, empty, pairs."""
+    from user_dir.encoders import wordpiece
+
+    monkeypatch.setattr(wordpiece, "_ENCODE_CHUNK", 5)  # chunk boundaries inside the batch
     d = teacher.task.source_dictionary
     texts = finetuned_teacher["texts"] + ["", "\ufeffcafé <br />naïve 😀 \u200b x", "zzqxj ünïcödé 漢字 [MASK]",
                                           "a " * 600, ("good film", "bad film"), ("", "x")]
@@ -71,20 +74,25 @@ def test_batch_encoding_equals_the_token_strings_through_the_dictionary(teacher,
 
 
 def test_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
-    """submitit gives a local job CUDA_VISIBLE_DEVICES="" unless told otherwise: a GPU run would
-    find no device in its jobs. Each job reports its own environment here."""
+    """submitit gives a local job CUDA_VISIBLE_DEVICES="" unless it is given GPUs: a GPU run found
+    no device in its jobs. Each job reports its own environment here."""
     from tqdm import tqdm
 
     from user_dir.preprocess.teacher_logits import _run_jobs
 
-    def env_of_jobs():
-        return _run_jobs(str(tmp_path / "w"), "local", None, 1, ["cpu", "cpu"], lambda j: ("CUDA_VISIBLE_DEVICES",),
+    def env_of_jobs(devices):
+        return _run_jobs(str(tmp_path / "w"), "local", None, 1, devices, lambda j: ("CUDA_VISIBLE_DEVICES",),
                          tqdm(disable=True), [], fn=os.getenv)
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    assert env_of_jobs() == ["3,1", "3,1"]
+    assert env_of_jobs(["cuda:0", "cuda:1"]) == ["3,1", "3,1"]  # the same GPUs, in the same order
+    assert env_of_jobs(["cpu", "cpu"]) == ["", ""]  # CPU jobs need none
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f2c")
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES=GPU-8f2c.*--workers 1"):
+        env_of_jobs(["cuda:0", "cuda:0"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert env_of_jobs() == [None, None]
+    expected = ",".join(map(str, range(torch.cuda.device_count())))  # all of them ("" without a GPU)
+    assert env_of_jobs(["cuda:0", "cuda:0"]) == [expected, expected]
 
 
 def test_tool_output_rows_classes_and_workers(finetuned_teacher, teacher, tmp_path):
@@ -117,12 +125,13 @@ class InlineExecutor:
     """Stands in for submitit's: records each job's arguments, runs it here on the CPU."""
 
     submitted = []
+    params = {}
 
-    def __init__(self, folder, cluster):
+    def __init__(self, folder, cluster="local"):
         pass
 
     def update_parameters(self, **params):
-        pass
+        InlineExecutor.params = params
 
     def submit(self, fn, *args):
         InlineExecutor.submitted.append(args)
@@ -156,8 +165,9 @@ def test_one_job_per_worker_over_contiguous_shards(finetuned_teacher, tmp_path, 
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(module, "Teacher", CountingTeacher)
-    monkeypatch.setattr(submitit, "AutoExecutor", InlineExecutor)
+    monkeypatch.setattr(submitit, "LocalExecutor", InlineExecutor)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # two GPUs visible: one per job
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     InlineExecutor.submitted = []
     src = tmp_path / "in.txt"
     src.write_text("\n".join(finetuned_teacher["texts"]) + "\n")
@@ -167,6 +177,7 @@ def test_one_job_per_worker_over_contiguous_shards(finetuned_teacher, tmp_path, 
     jobs = InlineExecutor.submitted
     assert result["shards"] > 4 and result["jobs"] == 2 and len(jobs) == 2
     assert [job[2] for job in jobs] == ["cuda:0", "cuda:1"]
+    assert InlineExecutor.params["visible_gpus"] == [0, 1]  # each job sees both, as this process
     shards = [os.path.basename(shard[2]) for job in jobs for shard in job[9]]  # score_shards' shard list
     assert shards == [f"shard-{i:05d}.npy" for i in range(result["shards"])]  # contiguous ranges, each once
     assert len(loads) == 2  # the teacher once per job
@@ -193,10 +204,14 @@ def test_pad_right_is_fairseqs_collate_tokens():
     from user_dir.inference.teacher import pad_right
 
     g = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        lengths = torch.randint(1, 30, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g)
+    for trial in range(30):
+        lengths = torch.randint(0, 30, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g)
         tokens = [torch.randint(4, 100, (int(n),), generator=g) for n in lengths]
+        if trial % 3 == 0:  # mixed integer types are cast to the first one's, as fairseq does
+            tokens = [t.int() if i % 2 else t for i, t in enumerate(tokens)]
         assert torch.equal(pad_right(tokens, 1), data_utils.collate_tokens(tokens, 1))
+    empty = [torch.zeros(0, dtype=torch.long)] * 3
+    assert torch.equal(pad_right(empty, 1), data_utils.collate_tokens(empty, 1))
 
 
 def test_devices(teacher, finetuned_teacher, tmp_path):

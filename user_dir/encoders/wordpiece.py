@@ -23,6 +23,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..preprocess.text_io import clean_text
 
+_ENCODE_CHUNK = 8192  # lines per encode_batch: parallel enough, and bounded memory
 BERT_TO_FAIRSEQ = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
 FAIRSEQ_TO_BERT = {v: k for k, v in BERT_TO_FAIRSEQ.items()}
 
@@ -86,8 +87,12 @@ class WordPieceBPE:
                 table[i] = dictionary.index(BERT_TO_FAIRSEQ.get(token, token))
             self._table = (dictionary, table)
         table = self._table[1]
-        encodings = self.tokenizer.encode_batch([clean_text(x) for x in lines], add_special_tokens=False)
-        return [table[np.asarray(e.ids, dtype=np.int64)] for e in encodings]
+        out = []
+        for i in range(0, len(lines), _ENCODE_CHUNK):  # the tokenizer's encodings held a chunk at a time
+            chunk = [clean_text(x) for x in lines[i:i + _ENCODE_CHUNK]]
+            out += [table[np.asarray(e.ids, dtype=np.int64)]
+                    for e in self.tokenizer.encode_batch(chunk, add_special_tokens=False)]
+        return out
 
     def decode(self, x: str) -> str:
         ids = [self.tokenizer.token_to_id(FAIRSEQ_TO_BERT.get(t, t)) for t in x.split()]

@@ -53,7 +53,7 @@ def pad_right(tokens: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
     """fairseq's ``collate_tokens(tokens, pad)`` (padding on the right), without its row loop."""
     lengths = torch.tensor([len(t) for t in tokens])
     out = torch.full((len(tokens), int(lengths.max())), pad, dtype=tokens[0].dtype)
-    out[torch.arange(out.shape[1]) < lengths[:, None]] = torch.cat(list(tokens))
+    out[torch.arange(out.shape[1]) < lengths[:, None]] = torch.cat(list(tokens)).to(out.dtype)
     return out
 
 

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -183,27 +182,41 @@ def teacher_logits_file(checkpoint_dir: str, input_path: str, output_path: str, 
             "jobs": len(results), "devices": used, "threads": sorted({r["threads"] for r in results})}
 
 
+def visible_gpu_indices() -> List[int]:
+    """The GPUs this process sees, as indices for submitit's local jobs."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return list(range(torch.cuda.device_count()))
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"CUDA_VISIBLE_DEVICES={value}: local jobs are given their GPUs by index (submitit); "
+                         "name the GPUs by index, or use --workers 1") from None
+
+
 def _run_jobs(work, cluster, slurm_partition, threads, devices, job_args, bar, shards, fn=None) -> list:
     """One submitit job per device entry, all at once (``fn(*job_args(j))``, by default
     ``score_shards``); progress is the shards on disk."""
     import submitit
 
-    # named explicitly: auto-detection would quietly run locally without SLURM
-    try:
-        executor = submitit.AutoExecutor(folder=os.path.join(work, "logs"), cluster=cluster)
-    except RuntimeError as e:  # e.g. no srun on this machine
-        raise ValueError(f"--cluster {cluster}: {e}") from None
     params = {"timeout_min": 24 * 60}
-    if cluster == "slurm":
-        params.update(slurm_partition=slurm_partition, cpus_per_task=threads)
-        if devices and devices[0].startswith("cuda"):
-            params.update(gpus_per_node=1)
     if cluster == "local":
-        # submitit hides every GPU from a local job not given some (CUDA_VISIBLE_DEVICES=""): the
-        # jobs see the GPUs this process sees, so that cuda:N names the same device in both
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        params["local_setup"] = ["unset CUDA_VISIBLE_DEVICES" if visible is None
-                                 else f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
+        executor = submitit.LocalExecutor(folder=os.path.join(work, "logs"))
+        if devices and devices[0].startswith("cuda"):
+            # a local job sees only the GPUs it is given (else CUDA_VISIBLE_DEVICES=""): give it
+            # those this process sees, in the same order, so that cuda:N names the same device
+            gpus = visible_gpu_indices()
+            params.update(gpus_per_node=len(gpus), visible_gpus=gpus)
+    else:
+        # named explicitly: auto-detection would quietly run locally without SLURM
+        try:
+            executor = submitit.AutoExecutor(folder=os.path.join(work, "logs"), cluster=cluster)
+        except RuntimeError as e:  # e.g. no srun on this machine
+            raise ValueError(f"--cluster {cluster}: {e}") from None
+        if cluster == "slurm":
+            params.update(slurm_partition=slurm_partition, cpus_per_task=threads)
+            if devices and devices[0].startswith("cuda"):
+                params.update(gpus_per_node=1)
     executor.update_parameters(**params)
     jobs = [executor.submit(fn or score_shards, *job_args(j)) for j in range(len(devices))]
     try:
