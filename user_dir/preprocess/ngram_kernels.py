@@ -136,8 +136,15 @@ def _ascii_lower(cps):
 
 
 @njit(cache=True, nogil=True)
-def _tokenize(cps, line_begin, line_end, classes, mode, tok_start, tok_end, tok_line):
-    """Token spans of every line, as the regex of ``mode`` finds them; returns the count."""
+def _tokenize(cps, line_begin, line_end, classes, mode):
+    """Token spans and lines of every line, as the regex of ``mode`` finds them.
+
+    The arrays grow as needed: sized by the text, they would take 24 bytes
+    per character of a batch of long reviews."""
+    cap = max(16, len(cps) // 4)
+    tok_start = np.empty(cap, dtype=np.int64)
+    tok_end = np.empty(cap, dtype=np.int64)
+    tok_line = np.empty(cap, dtype=np.int64)
     t = 0
     for line in range(len(line_begin)):
         i, end = line_begin[line], line_end[line]
@@ -145,43 +152,55 @@ def _tokenize(cps, line_begin, line_end, classes, mode, tok_start, tok_end, tok_
             c = classes[cps[i]]
             j = -1
             if mode == 2:  # \S+
-                if c != 2:
+                if c != SPACE:
                     j = i + 1
-                    while j < end and classes[cps[j]] != 2:
+                    while j < end and classes[cps[j]] != SPACE:
                         j += 1
             elif mode == 1:  # \b\w\w+\b: word runs of two or more
-                if c == 1:
+                if c == WORD:
                     j = i + 1
-                    while j < end and classes[cps[j]] == 1:
+                    while j < end and classes[cps[j]] == WORD:
                         j += 1
                     if j - i < 2:
                         i = j
                         continue
             else:  # \w+(?:'\w+)*|'\w+|[^\w\s\ufffd]
-                if c == 1:
+                if c == WORD:
                     j = i + 1
                     while True:
-                        while j < end and classes[cps[j]] == 1:
+                        while j < end and classes[cps[j]] == WORD:
                             j += 1
-                        if j + 1 < end and cps[j] == 0x27 and classes[cps[j + 1]] == 1:
+                        if j + 1 < end and cps[j] == _APOSTROPHE and classes[cps[j + 1]] == WORD:
                             j += 2
                         else:
                             break
-                elif cps[i] == 0x27 and i + 1 < end and classes[cps[i + 1]] == 1:
+                elif cps[i] == _APOSTROPHE and i + 1 < end and classes[cps[i + 1]] == WORD:
                     j = i + 2
-                    while j < end and classes[cps[j]] == 1:
+                    while j < end and classes[cps[j]] == WORD:
                         j += 1
-                elif c != 2 and cps[i] != 0xFFFD:
+                elif c != SPACE and cps[i] != _REPLACEMENT:
                     j = i + 1
             if j < 0:
                 i += 1
                 continue
+            if t == cap:
+                cap *= 2
+                tok_start = _grown(tok_start, t, cap)
+                tok_end = _grown(tok_end, t, cap)
+                tok_line = _grown(tok_line, t, cap)
             tok_start[t] = i
             tok_end[t] = j
             tok_line[t] = line
             t += 1
             i = j
-    return t
+    return tok_start[:t], tok_end[:t], tok_line[:t]
+
+
+@njit(cache=True, nogil=True)
+def _grown(a, used, size):
+    bigger = np.empty(size, dtype=a.dtype)
+    bigger[:used] = a[:used]
+    return bigger
 
 
 @njit(cache=True, nogil=True)
@@ -232,9 +251,7 @@ def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_
                 entry = entry_of_node[node]
                 if entry >= 0:
                     if m == len(out):
-                        bigger = np.empty(2 * len(out), dtype=np.int64)
-                        bigger[:m] = out[:m]
-                        out = bigger
+                        out = _grown(out, m, 2 * m)
                     out[m] = entry
                     m += 1
                     per_line[tok_line[e]] += 1
@@ -263,11 +280,8 @@ def featurize(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray,
     # one separator character between lines; a text's own newlines are spaces to it
     begin = np.zeros(len(lines), dtype=np.int64)
     np.cumsum(lengths[:-1] + 1, out=begin[1:])
-    n_max = len(cps)  # a token is at least one code point
-    tok_start = np.empty(n_max, dtype=np.int64)
-    tok_end = np.empty(n_max, dtype=np.int64)
-    tok_line = np.empty(n_max, dtype=np.int64)
-    n = _tokenize(cps, begin, begin + lengths, classes, mode, tok_start, tok_end, tok_line)
+    tok_start, tok_end, tok_line = _tokenize(cps, begin, begin + lengths, classes, mode)
+    n = len(tok_start)
     t = tokens.table
     ids = _token_ids(cps, tok_start, tok_end, n, tokens.seed, t.slots, t.mask, tokens.cps, tokens.starts,
                      tokens.ids)

@@ -157,8 +157,8 @@ def remap_rows(rows: np.ndarray, mapping: np.ndarray) -> np.ndarray:
 class KeyLookup:
     """uint64 key -> non-negative int64 value for a fixed set of distinct keys.
 
-    Open addressing with linear probing at load factor <= 1/2 (a smaller table
-    stays in cache: 2x the featurizer speed on SST-2), built with
+    Open addressing with linear probing at load factor <= 1/2 (the smaller
+    table misses the cache less: 1.15x the featurizer on IMDB reviews), built with
     whole-array numpy operations and probed in compiled code
     (``ngram_kernels._probe``).  A slot is a row ``(key, value + 1)``, 0 for
     an empty one, so a probe reads one cache line.
@@ -189,8 +189,8 @@ class NgramTrie:
     ``table``.  Node ids are distinct across lengths, so every length shares
     the table.  ``entry_of_node`` gives the vocabulary entry ending at a node
     (-1 for a prefix that is no entry).  An n-gram of a text is probed only
-    while its prefix begins some longer entry (``has_child``), so the many long n-grams that match
-    nothing cost almost nothing (``ngram_kernels._walk``).
+    while its prefix begins some longer entry (``has_child``), so the many
+    long n-grams that match nothing cost almost nothing (``ngram_kernels._walk``).
     """
 
     def __init__(self, id_lists: Sequence[Sequence[int]], num_tokens: int):
@@ -214,7 +214,6 @@ class NgramTrie:
             num_nodes += len(uniq)
             done = lengths == k + 1
             ends.append((node[done], entries[done]))
-        self.max_len = max_len
         keys = np.concatenate(all_keys)
         self.table = KeyLookup(keys, np.concatenate(all_nodes))
         # a probe from a node without children is skipped: a small array, mostly cached
