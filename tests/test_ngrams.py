@@ -10,9 +10,10 @@ import pytest
 from fairseq.data import Dictionary
 
 from user_dir import fileio
-from user_dir.preprocess import ngrams
+from user_dir.preprocess import ngram_kernels, ngram_table, ngrams
 from user_dir.preprocess.ngrams import JOINER, Featurizer, NgramVocab, build_vocab, extract_ngrams, write_vocab
-from user_dir.preprocess.text_io import count_lines, find_offsets, iter_lines
+from user_dir.preprocess.ngram_table import NONE, unpack
+from user_dir.preprocess.text_io import DecodeReport, count_lines, find_offsets, iter_line_batches, iter_lines
 
 from conftest import BIN, read_tsv, run
 
@@ -146,6 +147,87 @@ def test_compiled_featurizer_equals_the_regex_tokenizers_on_random_text(tokenize
         ids, per_line = featurize(batch)
         assert per_line.tolist() == [len(reference_features(t, vocab)) for t in batch]
         assert [strings[i] for i in ids] == [g for t in batch for g in reference_features(t, vocab)]
+
+
+def _regex_counts(texts, tokenizer, lo, hi):
+    counts = {}
+    for t in texts:
+        toks = ngrams.TOKENIZERS[tokenizer](t)
+        for n in range(lo, hi + 1):
+            for i in range(len(toks) - n + 1):
+                g = JOINER.join(toks[i:i + n])
+                counts[g] = counts.get(g, 0) + 1
+    return counts
+
+
+def _chunk_counts(path, tokenizer, lo, hi, max_in_memory=10**6):
+    tokens, rows, counts, *_ = ngrams._count_chunk(str(path), 0, os.path.getsize(path), tokenizer, lo, hi,
+                                                   max_in_memory)
+    ids = unpack(rows)
+    return {JOINER.join(tokens[i] for i in row if i != int(NONE)): c
+            for row, c in zip(ids.tolist(), counts.tolist())}
+
+
+@pytest.mark.parametrize("tokenizer,ngram_range", [("default", (1, 4)), ("sklearn", (2, 3)),
+                                                   ("whitespace", (1, 5))])
+def test_compiled_counting_equals_the_regex_tokenizers_on_random_text(tmp_path, tokenizer, ngram_range):
+    rng = random.Random(11)
+    texts = ["".join(rng.choice(FUZZ_ALPHABET) for _ in range(rng.randrange(0, 60))).replace("\n", " ")
+             .replace("\r", " ") for _ in range(4000)]
+    path = tmp_path / "fuzz.txt"
+    path.write_text("".join(t + "\n" for t in texts), encoding="utf-8", errors="surrogatepass")
+    read = [t for batch in iter_line_batches(str(path)) for t in batch]
+    assert read == list(iter_lines(str(path)))
+    assert _chunk_counts(path, tokenizer, *ngram_range) == _regex_counts(read, tokenizer, *ngram_range)
+
+
+def test_counting_survives_hash_collisions(tmp_path, glue, monkeypatch):
+    texts = [r[0] for r in read_tsv(glue / "SST-2" / "train.tsv")[:500]]
+    path = tmp_path / "c.txt"
+    path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    # every token hashes alike: the check against each group's first token sends batches to the regex path
+    monkeypatch.setattr(ngram_kernels, "_spans_hashes", lambda cps, a, b, seed: np.zeros(len(a), np.uint64))
+    assert ngram_kernels.growing_token_ids(texts, 0, True, ngram_kernels.char_classes(JOINER),
+                                           ngram_table.TokenIndex()) is None
+    assert _chunk_counts(path, "default", 1, 3) == _regex_counts(texts, "default", 1, 3)
+
+
+def test_counter_grows_and_prunes_exactly():
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 50, size=20000)
+    lines = np.repeat(np.arange(2000), 10)
+    counter = ngram_kernels.NgramCounter(2)
+    counter.add(ids, lines, 1, 4)
+    counter.add(ids[:5000], lines[:5000], 1, 4)
+    expected = {}
+    for seq in (ids, ids[:5000]):
+        for n in range(1, 5):
+            for s in range(len(seq) - n + 1):
+                if s // 10 == (s + n - 1) // 10:
+                    key = tuple(seq[s:s + n])
+                    expected[key] = expected.get(key, 0) + 1
+    rows, counts = counter.rows_and_counts()
+    got = {tuple(i for i in r if i != int(NONE)): c for r, c in zip(unpack(rows).tolist(), counts.tolist())}
+    assert got == expected and len(counter) == len(expected)
+    counter.prune(3)
+    rows, counts = counter.rows_and_counts()
+    got = {tuple(i for i in r if i != int(NONE)): c for r, c in zip(unpack(rows).tolist(), counts.tolist())}
+    assert got == {k: c for k, c in expected.items() if c >= 3}
+    counter.add(ids[:10], lines[:10], 1, 1)  # counting goes on after a prune
+    assert counter.rows_and_counts()[1].sum() == sum(c for c in expected.values() if c >= 3) + 10
+
+
+def test_line_batches_follow_the_line_rules(tmp_path):
+    data = b"\xef\xbb\xbffirst\r\n\nbad \xff\xfe bytes\nlone\rcr\nx<br />y\n" + b"plain line\n" * 300 + b"last"
+    path = write_bytes(tmp_path / "x.txt", data)
+    offsets = find_offsets(path, 4)
+    for size in (1, 64, 1 << 20):
+        report, whole = DecodeReport(), list(iter_lines(path))
+        assert [t for b in iter_line_batches(path, report=report, batch_bytes=size) for t in b] == whole
+        assert report.num_lines == len(whole) and report.bad_lines == [2]
+        chunks = [t for a, b in zip(offsets[:-1], offsets[1:]) for batch in iter_line_batches(path, a, b,
+                  batch_bytes=size) for t in batch]
+        assert chunks == whole
 
 
 def test_counting_matches_brute_force_and_is_parallel_safe(tmp_path, glue):

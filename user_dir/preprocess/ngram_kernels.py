@@ -8,8 +8,10 @@ each word.  The regex tokenizers of :mod:`.ngrams` stay the definition:
 character classes come from the same ``re`` engine (``\\w`` and ``\\s`` of
 every code point), and tests hold this path equal to the regex one.
 
-Counting (``distill-ngram-dict``) still tokenizes through the regex path,
-since its vocabulary grows as it reads.
+Counting (``distill-ngram-dict``) tokenizes here too; its vocabulary grows
+as it reads, so each distinct token of a batch becomes a string once and gets
+its id from a dict (``growing_token_ids``), and ``NgramCounter`` counts the
+n-grams of the ids in a compiled hash table.
 """
 
 import logging
@@ -258,13 +260,11 @@ def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_
     return out[:m].copy(), per_line
 
 
-def featurize(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray, tokens: TokenTable,
-              trie, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Entry ids of every line's features, line after line, and the number per line.
-
-    Joiner and control characters are spaces by ``classes``.  ``trie`` is an
-    ``NgramTrie`` over the ids of ``tokens``.
-    """
+def prepare_lines(lines: Sequence[str], lower: bool):
+    """The batch as one string, its code points (lower-cased if asked), where each line begins
+    and ends in them (one separator character between lines; a text's own newlines are spaces
+    to the tokenizers), and whether the string still needs ``str.lower`` (ASCII batches are
+    lower-cased in the code points only)."""
     joined = "\n".join(lines)
     if "<" in joined:  # HTML line breaks become spaces (text_io.clean_text), which may shorten a line
         lines = list(map(clean_text, lines))
@@ -277,13 +277,182 @@ def featurize(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray,
     if ascii_lower:  # str.lower is ASCII's A-Z -> a-z here, and costs more than the whole pass
         cps = _ascii_lower(cps)
     lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-    # one separator character between lines; a text's own newlines are spaces to it
     begin = np.zeros(len(lines), dtype=np.int64)
     np.cumsum(lengths[:-1] + 1, out=begin[1:])
-    tok_start, tok_end, tok_line = _tokenize(cps, begin, begin + lengths, classes, mode)
+    return joined, ascii_lower, cps, begin, begin + lengths
+
+
+def featurize(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray, tokens: TokenTable,
+              trie, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Entry ids of every line's features, line after line, and the number per line.
+
+    Joiner and control characters are spaces by ``classes``.  ``trie`` is an
+    ``NgramTrie`` over the ids of ``tokens``.
+    """
+    _, _, cps, begin, end = prepare_lines(lines, lower)
+    tok_start, tok_end, tok_line = _tokenize(cps, begin, end, classes, mode)
     n = len(tok_start)
     t = tokens.table
     ids = _token_ids(cps, tok_start, tok_end, n, tokens.seed, t.slots, t.mask, tokens.cps, tokens.starts,
                      tokens.ids)
     k = trie.table
     return _walk(ids, tok_line, n, len(lines), lo, hi, k.slots, k.mask, trie.has_child, trie.entry_of_node)
+
+
+# ------------------------------------------------------------------ counting
+
+_COUNT_SEED = np.uint64(0xCBF29CE484222325)
+_NONE = np.uint64(0xFFFFFFFF)  # ngram_table.NONE: id slot past the end of a shorter n-gram
+
+
+@njit(cache=True, nogil=True)
+def _spans_hashes(cps, tok_start, tok_end, seed):
+    out = np.empty(len(tok_start), dtype=np.uint64)
+    for k in range(len(tok_start)):
+        out[k] = _span_hash(cps, tok_start[k], tok_end[k], seed)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _same_as(cps, tok_start, tok_end, rep):
+    """Whether every token's code points equal those of token ``rep[k]``."""
+    for k in range(len(tok_start)):
+        r = rep[k]
+        if r == k:
+            continue
+        a, b, ra = tok_start[k], tok_end[k], tok_start[r]
+        if tok_end[r] - ra != b - a:
+            return False
+        for i in range(b - a):
+            if cps[ra + i] != cps[a + i]:
+                return False
+    return True
+
+
+def growing_token_ids(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray, index):
+    """Token ids of a batch for counting, from ``index`` (a ``TokenIndex``, which gives a new
+    token the next id), and the line of each token; or None where two different tokens of the
+    batch share a 64-bit hash (then the caller takes the regex path for the batch).
+
+    Tokens are grouped by the hash of their code points and every token is checked against
+    its group's first, so each distinct token becomes a Python string once per batch."""
+    joined, needs_lower, cps, begin, end = prepare_lines(lines, lower)
+    tok_start, tok_end, tok_line = _tokenize(cps, begin, end, classes, mode)
+    hashes = _spans_hashes(cps, tok_start, tok_end, _COUNT_SEED)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not _same_as(cps, tok_start, tok_end, first[inverse]):
+        return None
+    tokens = [joined[a:b] for a, b in zip(tok_start[first].tolist(), tok_end[first].tolist())]
+    if needs_lower:
+        tokens = [t.lower() for t in tokens]
+    ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    return ids[inverse], tok_line
+
+
+@njit(cache=True, nogil=True)
+def _row_hash(keys, pos):
+    h = _mix(keys[pos, 0])
+    for w in range(1, keys.shape[1]):
+        h = _mix(h ^ keys[pos, w])
+    return h
+
+
+@njit(cache=True, nogil=True)
+def _count_ngrams(ids, tok_line, start, lo, hi, keys, counts, used, limit, row):
+    """Count the n-grams (``lo``..``hi`` tokens, within one line) that end at ``start`` and
+    after; stop before an end whose n-grams could take the distinct rows past ``limit``.
+    ``row`` is a [1, words] scratch array.  Returns the next end and the distinct count."""
+    mask = np.uint64(len(counts) - 1)
+    words = keys.shape[1]
+    e = start
+    while e < len(ids):
+        if used + hi - lo + 1 > limit:
+            break
+        for length in range(lo, hi + 1):
+            s = e - length + 1
+            if s < 0 or tok_line[s] != tok_line[e]:
+                break
+            for w in range(words):  # ngram_table's row layout: two ids per word, NONE past the end
+                a = 2 * w
+                high = np.uint64(ids[s + a]) if a < length else _NONE
+                low = np.uint64(ids[s + a + 1]) if a + 1 < length else _NONE
+                row[0, w] = (high << np.uint64(32)) | low
+            pos = _row_hash(row, 0) & mask
+            while True:
+                if counts[pos] == 0:
+                    keys[pos] = row[0]
+                    counts[pos] = 1
+                    used += 1
+                    break
+                same = True
+                for w in range(words):
+                    if keys[pos, w] != row[0, w]:
+                        same = False
+                        break
+                if same:
+                    counts[pos] += 1
+                    break
+                pos = (pos + np.uint64(1)) & mask
+        e += 1
+    return e, used
+
+
+@njit(cache=True, nogil=True)
+def _insert_rows(keys, counts, rows, row_counts):
+    mask = np.uint64(len(counts) - 1)
+    for i in range(len(rows)):
+        pos = _row_hash(rows, i) & mask
+        while counts[pos] != 0:
+            pos = (pos + np.uint64(1)) & mask
+        keys[pos] = rows[i]
+        counts[pos] = row_counts[i]
+
+
+class NgramCounter:
+    """Exact n-gram counts in an open-addressing table of packed rows (load <= 1/2).
+
+    Rows are ``ngram_table``'s (two 32-bit token ids per uint64 word), so the
+    counts of several workers merge in an ``NgramTable``.  One
+    compiled pass per batch counts every occurrence in place: no sort.
+    """
+
+    _MIN_SLOTS = 1 << 12
+
+    def __init__(self, words: int):
+        self.words = words
+        self.used = 0
+        self._alloc(self._MIN_SLOTS)
+        self._row = np.empty((1, words), dtype=np.uint64)
+
+    def _alloc(self, slots: int) -> None:
+        self.keys = np.empty((slots, self.words), dtype=np.uint64)
+        self.slot_counts = np.zeros(slots, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.used
+
+    def add(self, ids: np.ndarray, tok_line: np.ndarray, lo: int, hi: int) -> None:
+        """Count the n-grams of token ids ``ids`` whose tokens share a line (``tok_line``)."""
+        e = 0
+        while True:
+            e, self.used = _count_ngrams(ids, tok_line, e, lo, hi, self.keys, self.slot_counts,
+                                         self.used, len(self.slot_counts) // 2, self._row)
+            if e == len(ids):
+                return
+            self._rebuild(*self.rows_and_counts(), 2 * len(self.slot_counts))
+
+    def rows_and_counts(self) -> Tuple[np.ndarray, np.ndarray]:
+        full = self.slot_counts > 0
+        return self.keys[full], self.slot_counts[full]
+
+    def prune(self, min_count: int) -> None:
+        rows, counts = self.rows_and_counts()
+        keep = counts >= min_count
+        rows, counts = rows[keep], counts[keep]
+        self._rebuild(rows, counts, max(self._MIN_SLOTS, 1 << int(2 * max(len(rows), 1) - 1).bit_length()))
+
+    def _rebuild(self, rows: np.ndarray, counts: np.ndarray, slots: int) -> None:
+        self._alloc(slots)
+        _insert_rows(self.keys, self.slot_counts, rows, counts)
+        self.used = len(rows)

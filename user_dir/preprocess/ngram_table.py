@@ -3,9 +3,11 @@
 Building a Python string for every n-gram occurrence costs about as much as
 scikit-learn's CountVectorizer.  Here tokens become integer ids once, and an
 n-gram becomes a row of ``ceil(max_n / 2)`` uint64 words (two 32-bit ids per
-word, ``NONE`` past its end), so counting is numpy sorts over whole batches.
-Rows are grouped by a 64-bit hash and then compared word by word, so results
-are exact; strings are built only for the final vocabulary.  Lookup in a
+word, the first id in the high half, ``NONE`` past its end).  Each worker
+counts rows in a compiled hash table (``ngram_kernels.NgramCounter``);
+workers' counts merge here with numpy sorts, rows grouped by a 64-bit hash and
+then compared word by word, so results are exact; strings are built only for
+the final vocabulary.  Lookup in a
 fixed vocabulary walks a trie of token ids (``NgramTrie``), in compiled code
 (``ngram_kernels``).
 """
@@ -37,25 +39,6 @@ class TokenLookup(dict):
 
 def n_words(max_n: int) -> int:
     return (max_n + 1) // 2
-
-
-def ngram_starts(line_of: np.ndarray, n: int) -> np.ndarray:
-    """Start positions of the n-grams that lie within one line."""
-    if len(line_of) < n:
-        return np.zeros(0, dtype=np.int64)
-    p = np.arange(len(line_of) - n + 1, dtype=np.int64)
-    return p[line_of[p] == line_of[p + n - 1]]
-
-
-def pack(flat: np.ndarray, starts: np.ndarray, n: int, words: int) -> np.ndarray:
-    """Rows of packed ids, shape [len(starts), words], for n-grams starting at ``starts``."""
-    out = np.empty((len(starts), words), dtype=np.uint64)
-    for w in range(words):
-        a, b = 2 * w, 2 * w + 1
-        hi = flat[starts + a] if a < n else np.full(len(starts), NONE)
-        lo = flat[starts + b] if b < n else np.full(len(starts), NONE)
-        out[:, w] = (hi << _S32) | lo
-    return out
 
 
 def pack_ids(id_lists: Sequence[Sequence[int]], words: int) -> np.ndarray:

@@ -42,8 +42,6 @@ from .ngram_table import (
     NgramTrie,
     TokenIndex,
     n_words,
-    ngram_starts,
-    pack,
     pack_ids,
     remap_rows,
     token_ids_of,
@@ -61,7 +59,7 @@ from .text_io import (
     clean_text,
     count_lines,
     find_offsets,
-    iter_lines,
+    iter_line_batches,
     map_chunks,
     output_job,
     progress_callback,
@@ -339,7 +337,7 @@ class Featurizer:
 
 # -------------------------------------------------------------------- counting
 
-_BATCH_LINES = 20000
+_BATCH_BYTES = 1 << 20  # about 20,000 SST-2 lines or 800 reviews: a batch's token arrays stay small
 
 
 def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: int,
@@ -350,33 +348,27 @@ def _count_chunk(path: str, start: int, end: int, tokenizer: str, lo: int, hi: i
     the pruning threshold, the number of lines and the invalid-UTF-8 lines.
     """
     index = TokenIndex()
-    encode = ChunkEncoder(TOKENIZERS[tokenizer], index)
-    words = n_words(hi)
-    table = NgramTable(words)
+    mode, lower = ngram_kernels.MODES[tokenizer], TOKENIZERS[tokenizer].lower
+    classes = ngram_kernels.char_classes(JOINER)
+    encode = None  # the regex path, for a batch where two tokens' hashes collide
+    table = ngram_kernels.NgramCounter(n_words(hi))
     report = DecodeReport()
     pruned_below = 0
-    batch: List[str] = []
-
-    def flush():
-        nonlocal pruned_below
-        flat, line_of = encode(batch)
-        batch.clear()
-        table.add(np.concatenate([pack(flat, ngram_starts(line_of, n), n, words) for n in range(lo, hi + 1)]))
+    for batch in iter_line_batches(path, start, end, report, progress_callback(), _BATCH_BYTES):
+        found = ngram_kernels.growing_token_ids(batch, mode, lower, classes, index)
+        if found is None:
+            encode = encode or ChunkEncoder(TOKENIZERS[tokenizer], index)
+            flat, line_of = encode(batch)
+            found = flat.astype(np.int64), line_of
+        table.add(*found, lo, hi)
         if len(table) > max_in_memory:
             # word2vec-style reduction: drop the rarest counts until half the
             # budget is free, so that pruning stays infrequent
-            table.merge()
             while len(table) > max_in_memory // 2:
                 pruned_below += 1
                 table.prune(pruned_below + 1)
-
-    for text in iter_lines(path, start, end, report, progress_callback()):
-        batch.append(text)
-        if len(batch) >= _BATCH_LINES:
-            flush()
-    flush()
-    table.merge()
-    return list(index), table.rows, table.counts, pruned_below, report.num_lines, report.bad_lines
+    rows, counts = table.rows_and_counts()
+    return list(index), rows, counts, pruned_below, report.num_lines, report.bad_lines
 
 
 def _select_top(rows: np.ndarray, counts: np.ndarray, tokens: List[str], k: int) -> List[Tuple[str, int]]:
@@ -518,22 +510,13 @@ def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: in
     pieces = [g + " " for g in strings] + [g + "\n" for g in strings] + ["\n"]
     k = len(strings)
     report = DecodeReport()
-    batch: List[str] = []
-
-    def flush(out):
-        seq, per_line = featurize(batch)
-        line_ends = np.cumsum(per_line)
-        seq[line_ends[per_line > 0] - 1] += k
-        seq = np.insert(seq, line_ends[per_line == 0], 2 * k)
-        out.write("".join(map(pieces.__getitem__, seq.tolist())))
-        batch.clear()
-
     with atomic_output(part_path, "w", encoding="utf-8", newline="\n") as out:
-        for text in iter_lines(path, start, end, report, progress_callback()):
-            batch.append(text)
-            if len(batch) >= _BATCH_LINES:
-                flush(out)
-        flush(out)
+        for batch in iter_line_batches(path, start, end, report, progress_callback(), _BATCH_BYTES):
+            seq, per_line = featurize(batch)
+            line_ends = np.cumsum(per_line)
+            seq[line_ends[per_line > 0] - 1] += k
+            seq = np.insert(seq, line_ends[per_line == 0], 2 * k)
+            out.write("".join(map(pieces.__getitem__, seq.tolist())))
     with atomic_output(part_path + ".json", "w") as f:
         json.dump({"lines": report.num_lines, "bad_lines": report.bad_lines}, f)
 

@@ -93,6 +93,52 @@ def iter_lines(path: str, start: int = 0, end: Optional[int] = None,
         yield decode_line(raw, i, report)
 
 
+def iter_line_batches(path: str, start: int = 0, end: Optional[int] = None,
+                      report: Optional[DecodeReport] = None,
+                      progress: Optional[Callable[[int], None]] = None,
+                      batch_bytes: int = 1 << 20) -> Iterator[List[str]]:
+    """:func:`iter_lines`'s lines, a list of about ``batch_bytes`` at a time.
+
+    A batch is read and decoded at once; per-line work happens only where a
+    batch holds a ``\\r``, a BOM, a tag or invalid UTF-8 (then it is decoded
+    line by line, as :func:`iter_lines` does)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos, lineno = start, 0
+        while end is None or pos < end:
+            raws = f.readlines(batch_bytes)
+            if not raws:
+                break
+            if end is not None and pos + sum(map(len, raws)) > end:  # stop at the range's end
+                cut, total = 0, pos
+                while total < end:
+                    total += len(raws[cut])
+                    cut += 1
+                raws = raws[:cut]
+            size = sum(map(len, raws))
+            pos += size
+            if progress is not None:
+                progress(size)
+            blob = b"".join(raws)
+            try:
+                text = blob.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is None or "\r" in text or BOM in text:
+                lines = [decode_line(r[:-1] if r.endswith(b"\n") else r, lineno + i, report)
+                         for i, r in enumerate(raws)]
+            else:
+                lines = text.split("\n")
+                if text.endswith("\n"):
+                    lines.pop()
+                if "<" in text:
+                    lines = list(map(clean_text, lines))
+            lineno += len(lines)
+            if report is not None:
+                report.num_lines = lineno
+            yield lines
+
+
 def read_lines(path: str) -> List[str]:
     """All lines of a (small) file, decoded like :func:`iter_lines`.
 
