@@ -456,3 +456,45 @@ class NgramCounter:
         self._alloc(slots)
         _insert_rows(self.keys, self.slot_counts, rows, counts)
         self.used = len(rows)
+
+
+# ------------------------------------------------------------------ writing
+
+
+@njit(cache=True, nogil=True)
+def _feature_lines(seq, per_line, blob, starts):
+    """UTF-8 text of feature lines: entry ``seq[i]``'s bytes (``blob[starts[e]:starts[e + 1]]``)
+    separated by spaces, one line per ``per_line`` count (an empty line for 0)."""
+    size = len(per_line)  # newlines
+    for x in seq:
+        size += starts[x + 1] - starts[x] + 1
+    out = np.empty(size, dtype=np.uint8)
+    p = 0
+    i = 0
+    for line in range(len(per_line)):
+        for j in range(per_line[line]):
+            if j:
+                out[p] = 32
+                p += 1
+            e = seq[i]
+            i += 1
+            a, n = starts[e], starts[e + 1] - starts[e]
+            out[p:p + n] = blob[a:a + n]
+            p += n
+        out[p] = 10
+        p += 1
+    return out[:p]
+
+
+class FeatureWriter:
+    """Lines of feature strings (``distill-extract-ngrams``' output) from entry ids, compiled."""
+
+    def __init__(self, strings: Sequence[str]):
+        encoded = [s.encode("utf-8") for s in strings]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        self.starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.starts[1:])
+        self.blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+    def __call__(self, seq: np.ndarray, per_line: np.ndarray) -> bytes:
+        return _feature_lines(seq, per_line, self.blob, self.starts).tobytes()

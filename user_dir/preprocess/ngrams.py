@@ -496,27 +496,19 @@ def _warn_bad_lines(tasks, line_reports) -> None:
 
 @lru_cache(maxsize=2)
 def _vocab_featurizer(path: str, mtime: float):
-    """The vocabulary and its featurizer, built once per process."""
+    """The vocabulary's featurizer and its feature-line writer, built once per process."""
     vocab = NgramVocab.load(path)
     strings = [g for g, _ in vocab.entries]
-    return strings, BatchFeaturizer(strings, vocab.tokenizer, vocab.ngram_range)
+    return BatchFeaturizer(strings, vocab.tokenizer, vocab.ngram_range), ngram_kernels.FeatureWriter(strings)
 
 
 def _extract_chunk(vocab_path: str, mtime: float, path: str, start: int, end: int,
                    part_path: str) -> None:
-    strings, featurize = _vocab_featurizer(vocab_path, mtime)
-    # a batch's output is one join over: feature + " " (ids 0..K-1), feature + "\n"
-    # for the last feature of a line (K..2K-1), and "\n" for an empty line (2K)
-    pieces = [g + " " for g in strings] + [g + "\n" for g in strings] + ["\n"]
-    k = len(strings)
+    featurize, write = _vocab_featurizer(vocab_path, mtime)
     report = DecodeReport()
-    with atomic_output(part_path, "w", encoding="utf-8", newline="\n") as out:
+    with atomic_output(part_path, "wb") as out:
         for batch in iter_line_batches(path, start, end, report, progress_callback(), _BATCH_BYTES):
-            seq, per_line = featurize(batch)
-            line_ends = np.cumsum(per_line)
-            seq[line_ends[per_line > 0] - 1] += k
-            seq = np.insert(seq, line_ends[per_line == 0], 2 * k)
-            out.write("".join(map(pieces.__getitem__, seq.tolist())))
+            out.write(write(*featurize(batch)))
     with atomic_output(part_path + ".json", "w") as f:
         json.dump({"lines": report.num_lines, "bad_lines": report.bad_lines}, f)
 
