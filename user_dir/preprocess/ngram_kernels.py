@@ -228,27 +228,30 @@ def _token_ids(cps, tok_start, tok_end, n, seed, tt_slots, tt_mask, tt_cps, tt_s
 def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_node):
     """In-vocabulary n-grams in text order (by end, shorter first): entries, count per line.
 
-    ``cur[s % hi]`` holds the trie node of the tokens from start ``s`` to the
-    current end (-1 once that prefix begins no entry)."""
+    The trie is walked a level at a time: ``nodes[k, s]`` is the node of the
+    k + 1 tokens from ``s`` (-1 where that span begins no entry).  The probes
+    of one level do not depend on each other, so the CPU overlaps their cache
+    misses (the table is larger than the cache, and the model's own lookups
+    evict it between batches); a walk position by position waited for each."""
+    nodes = np.full((hi, n), -1, dtype=np.int64)
+    nodes[0, :] = ids[:n]
+    for k in range(1, hi):
+        for s in range(n - k):
+            prev = nodes[k - 1, s]
+            if prev >= 0 and has_child[prev]:
+                tid = ids[s + k]
+                if tid >= 0 and tok_line[s + k] == tok_line[s]:
+                    nodes[k, s] = _probe(slots, mask, (np.uint64(prev) << np.uint64(32)) | np.uint64(tid))
     out = np.empty(max(16, 2 * n), dtype=np.int64)
     per_line = np.zeros(num_lines, dtype=np.int64)
-    cur = np.full(hi, -1, dtype=np.int64)
     m = 0
-    line_begin = 0
     for e in range(n):
-        if e == 0 or tok_line[e] != tok_line[e - 1]:
-            line_begin = e
-        tid = ids[e]
-        for length in range(1, min(hi, e - line_begin + 1) + 1):
+        line = tok_line[e]
+        for length in range(1, hi + 1):
             s = e - length + 1
-            if length == 1:
-                node = tid
-            else:
-                prev = cur[s % hi]
-                node = -1
-                if prev >= 0 and tid >= 0 and has_child[prev]:
-                    node = _probe(slots, mask, (np.uint64(prev) << np.uint64(32)) | np.uint64(tid))
-            cur[s % hi] = node
+            if s < 0 or tok_line[s] != line:
+                break
+            node = nodes[length - 1, s]
             if node >= 0 and length >= lo:
                 entry = entry_of_node[node]
                 if entry >= 0:
@@ -256,7 +259,7 @@ def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_
                         out = _grown(out, m, 2 * m)
                     out[m] = entry
                     m += 1
-                    per_line[tok_line[e]] += 1
+                    per_line[line] += 1
     return out[:m].copy(), per_line
 
 
