@@ -244,3 +244,15 @@ def test_deep_head_through_fairseq_train_and_distill_predict(sst2, tmp_path):
     preds = folded.predict(texts)
     assert preds == plain.predict(texts)
     assert 100.0 * np.mean([p == g for p, g in zip(preds, labels)]) == pytest.approx(max(accs), abs=0.01)
+    # the table in half precision: float32 everywhere else, outputs within half's rounding
+    half = StudentHubInterface.from_pretrained(str(save), "checkpoint_best.pt", str(sst2["data_bin"]),
+                                               table_dtype="float16")
+    assert half.model.encoder.embed_tokens.weight.dtype == torch.float16
+    assert np.allclose(half.logits(texts), plain.logits(texts), atol=2e-2)
+    assert np.mean([a == b for a, b in zip(half.predict(texts), preds)]) >= 0.99
+    with pytest.raises(ValueError, match="choose from"):
+        StudentHubInterface.from_pretrained(str(save), "checkpoint_best.pt", str(sst2["data_bin"]),
+                                            table_dtype="int4")
+    proc = run(["distill-predict", "--checkpoint", save / "checkpoint_best.pt", "--data-bin", sst2["data_bin"],
+                "--input", sst2["work"] / "dev.txt", "--table-dtype", "bfloat16"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["examples"] == 872

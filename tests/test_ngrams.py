@@ -143,10 +143,13 @@ def test_compiled_featurizer_equals_the_regex_tokenizers_on_random_text(tokenize
     strings = sorted(grams)
     vocab = NgramVocab([(g, 1) for g in strings], tokenizer, ngram_range)
     featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
+    threaded = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range, threads=3)
     for batch in (texts, texts[1::2], [t for t in texts if t.isascii()], texts[:1], []):
         ids, per_line = featurize(batch)
         assert per_line.tolist() == [len(reference_features(t, vocab)) for t in batch]
         assert [strings[i] for i in ids] == [g for t in batch for g in reference_features(t, vocab)]
+        ids3, per_line3 = threaded(batch)  # runs of lines in threads, joined in order
+        assert np.array_equal(ids3, ids) and np.array_equal(per_line3, per_line)
 
 
 def _regex_counts(texts, tokenizer, lo, hi):

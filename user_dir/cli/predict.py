@@ -33,6 +33,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="cpu (default: speeds comparable with CPU baselines), auto (CUDA when available), "
                         "cuda or cuda:N")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu (the default)")
+    p.add_argument("--table-dtype", choices=["float16", "bfloat16"], default=None,
+                   help="a DAN's n-gram table in half precision: faster on CPU, outputs within about 1e-4 "
+                        "(single-text mean/sum DANs only; default float32)")
     return p
 
 
@@ -55,7 +58,7 @@ def main(argv=None) -> dict:
         raise FileNotFoundError(f"--data-bin directory not found: {args.data_bin}")
     hub = StudentHubInterface.from_pretrained(os.path.dirname(os.path.abspath(args.checkpoint)),
                                               os.path.abspath(args.checkpoint), os.path.abspath(args.data_bin),
-                                              device=device)
+                                              device=device, table_dtype=args.table_dtype)
     result = predict_file(hub, args.input, args.output, args.input_format or guess_format(args.input),
                           args.text_column, args.label_column, args.header, args.output_format,
                           args.batch_size)

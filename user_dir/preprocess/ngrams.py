@@ -282,10 +282,14 @@ class BatchFeaturizer:
     (which needs dictionary ids), so both see exactly the same features.
     Tokenizing, token lookup and the trie walk run compiled over the whole
     batch (``ngram_kernels``): in Python they were most of the DAN's
-    prediction time.
+    prediction time.  With ``threads`` > 1 a batch is cut into that many runs
+    of lines featurized at once (the kernels release the GIL); extraction's
+    worker processes keep 1.
     """
 
-    def __init__(self, entries: Sequence[str], tokenizer: str, ngram_range: Sequence[int]):
+    _MIN_LINES_PER_THREAD = 64
+
+    def __init__(self, entries: Sequence[str], tokenizer: str, ngram_range: Sequence[int], threads: int = 1):
         self.tokenize = get_tokenizer(tokenizer)
         self.mode = ngram_kernels.MODES[tokenizer]
         self.lo, self.hi = _check_range(ngram_range)
@@ -293,11 +297,28 @@ class BatchFeaturizer:
         self.trie = NgramTrie(ids, len(lookup))
         self.tokens = ngram_kernels.TokenTable(lookup)
         self.classes = ngram_kernels.char_classes(JOINER)
+        self.threads = max(1, int(threads))
+        self._pool = None
+
+    def _one(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        return ngram_kernels.featurize(lines, self.mode, self.tokenize.lower,
+                                       self.classes, self.tokens, self.trie, self.lo, self.hi)
 
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
-        return ngram_kernels.featurize(lines, self.mode, self.tokenize.lower,
-                                       self.classes, self.tokens, self.trie, self.lo, self.hi)
+        parts = min(self.threads, len(lines) // self._MIN_LINES_PER_THREAD)
+        if parts <= 1:
+            return self._one(lines)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="featurizer")
+        cuts = np.linspace(0, len(lines), parts + 1).astype(int).tolist()
+        done = list(self._pool.map(self._one, [lines[a:b] for a, b in zip(cuts[:-1], cuts[1:])]))
+        return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+
+    def __getstate__(self):  # a pool does not pickle (spawned workers, DataLoader copies)
+        return {**self.__dict__, "_pool": None}
 
 
 class Featurizer:
@@ -309,10 +330,10 @@ class Featurizer:
     """
 
     def __init__(self, settings: dict, symbols: Sequence[str], nspecial: int = 4,
-                 max_positions: Optional[int] = None):
+                 max_positions: Optional[int] = None, threads: int = 1):
         self.nspecial = nspecial
         self.batch_featurizer = BatchFeaturizer(symbols[nspecial:], settings["tokenizer"],
-                                                settings["ngram_range"])
+                                                settings["ngram_range"], threads)
         self.max_positions = max_positions
 
     def flat(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:

@@ -88,7 +88,9 @@ class FeatureBasedSentencePredictionTask(StudentTask):
                     f"VOCAB.json written by distill-ngram-dict there to predict from raw text"
                 )
             d = self.source_dictionary
-            self._featurizer = Featurizer(self.ngram_settings, d.symbols, d.nspecial, self.cfg.max_positions)
+            # a thread per usable core: featurizing is most of a DAN's prediction time
+            self._featurizer = Featurizer(self.ngram_settings, d.symbols, d.nspecial, self.cfg.max_positions,
+                                          threads=len(os.sched_getaffinity(0)))
         return self._featurizer
 
     def encode_texts(self, texts: Sequence[str]) -> List[torch.Tensor]:
