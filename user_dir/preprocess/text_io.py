@@ -252,6 +252,13 @@ def progress_callback() -> Callable[[int], None]:
     return _report_progress
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the OS tells it, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def map_chunks(fn: Callable, tasks: Sequence[Tuple], workers: int, total_bytes: int,
                desc: str) -> list:
     """Run ``fn(*task)`` for every task in ``workers`` processes, in order.

@@ -17,6 +17,7 @@ from fairseq.data import StripTokenDataset
 from fairseq.tasks import register_task
 
 from ..data.feature_dropout_dataset import FeatureDropoutDataset
+from ..preprocess.text_io import usable_cpus
 from ..preprocess.ngrams import Featurizer, load_settings
 from .student_task import StudentTask, StudentTaskConfig, _digest
 
@@ -90,7 +91,7 @@ class FeatureBasedSentencePredictionTask(StudentTask):
             d = self.source_dictionary
             # a thread per usable core: featurizing is most of a DAN's prediction time
             self._featurizer = Featurizer(self.ngram_settings, d.symbols, d.nspecial, self.cfg.max_positions,
-                                          threads=len(os.sched_getaffinity(0)))
+                                          threads=usable_cpus())
         return self._featurizer
 
     def encode_texts(self, texts: Sequence[str]) -> List[torch.Tensor]:
