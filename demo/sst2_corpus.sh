@@ -4,7 +4,9 @@
 # teacher and added to the 67k training phrases. The DAN is distilled at growing transfer-set
 # sizes; the curve of dev accuracy against size goes to corpus/curve.json and corpus/curve.png.
 #
-#   bash demo/sst2_corpus.sh          # (or demo/sst2.sh --corpus) after demo/sst2.sh: sizes 67k + 0, 100k, 300k, all
+#   bash demo/sst2_corpus.sh          # (or demo/sst2.sh --corpus) after demo/sst2.sh: the first 300k sentences
+#                                     # labelled; sizes 67k + 0, 100k, 300k (about 90 min on 2 CPU cores)
+#   bash demo/sst2_corpus.sh --full   # every sentence labelled (873k; hours on CPU): sizes + 0, 100k, 300k, all
 #   bash demo/sst2_corpus.sh --smoke  # after demo/sst2.sh --smoke: the same steps on a few hundred reviews
 #
 # Runs demo/sst2.sh first if its teacher is missing. Steps already done are skipped on rerun;
@@ -18,43 +20,53 @@ MODE=default
 case ${1:-} in
     "") ;;
     --smoke) MODE=smoke ;;
-    *) echo "unknown option: $1 (use --smoke)" >&2; exit 2 ;;
+    --full) MODE=full ;;
+    *) echo "unknown option: $1 (use --full or --smoke)" >&2; exit 2 ;;
 esac
 WORK=$BASE
 source "$REPO/demo/lib.sh"
 after_main_demo "teacher, its logits on train and dev"
 LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"
 
-# SIZES: corpus sentences added to the training phrases (ALL: every one); SEEDS at the largest
-REVIEWS=""; SIZES="0 100000 300000 ALL"; SEEDS="1 2 3"; FEATURES=1000000; BATCH=64; LR=1e-3
+# SIZES: corpus sentences added to the training phrases (ALL: every labelled one); SEEDS at the
+# largest; LABEL: how many sentences the teacher labels (empty: all; labelling is the long step on CPU)
+REVIEWS=""; SIZES="0 100000 300000"; SEEDS="1 2 3"; FEATURES=1000000; BATCH=64; LR=1e-3; LABEL=300000
+C=corpus
 case $MODE in
-    smoke) REVIEWS=60; SIZES="0 300 ALL"; SEEDS="1 2"; FEATURES=20000 ;;
+    smoke) REVIEWS=60; SIZES="0 300 ALL"; SEEDS="1 2"; FEATURES=20000; LABEL="" ;;
+    full) SIZES="0 100000 300000 ALL"; LABEL=""; C=corpus-full ;;
 esac
 # the main demo's DAN (demo/sst2.sh step 9), over this run's vocabulary
 DAN="--arch feature_based_linear_model --encoder-embed-dim 384 --embed-init teacher/base/model.pt"
 DAN="$DAN --hidden-dim 128 --head-layers 3 --pooler-activation-fn relu --pooler-dropout 0.2"
-C=corpus
-mkdir -p $C
+mkdir -p corpus $C
 ROWS=$(wc -l < train.txt)
+SPLIT=corpus  # the sentences of the reviews, shared by the default and --full runs
 
 step "c1. IMDB reviews (train and unlabelled) to unique sentences, SST-2 dev sentences excluded"
-if todo $C/sentences.txt; then
+if todo $SPLIT/sentences.txt; then
     lines="tail -n +2"; [ -n "$REVIEWS" ] && lines="sed -n 2,$((REVIEWS + 1))p"
-    $lines "$IMDB/train.tsv" | cut -f1 > $C/imdb-train.txt.part && mv $C/imdb-train.txt.part $C/imdb-train.txt
+    $lines "$IMDB/train.tsv" | cut -f1 > $SPLIT/imdb-train.txt.part && mv $SPLIT/imdb-train.txt.part $SPLIT/imdb-train.txt
     unsup=$IMDB/unsup.txt
-    if [ -n "$REVIEWS" ]; then sed -n "1,${REVIEWS}p" "$unsup" > $C/unsup.txt; unsup=$C/unsup.txt; fi
-    run split-sentences distill-split-sentences --input $C/imdb-train.txt "$unsup" --output $C/sentences.txt \
+    if [ -n "$REVIEWS" ]; then sed -n "1,${REVIEWS}p" "$unsup" > $SPLIT/unsup.txt; unsup=$SPLIT/unsup.txt; fi
+    run split-sentences distill-split-sentences --input $SPLIT/imdb-train.txt "$unsup" --output $SPLIT/sentences.txt \
         --exclude dev.txt --workers 2
 fi
-cat $C/sentences.txt.json
-TOTAL=$(wc -l < $C/sentences.txt)
+cat $SPLIT/sentences.txt.json
+SENTENCES=$SPLIT/sentences.txt
+if [ -n "$LABEL" ]; then  # the first LABEL sentences (IMDB train's reviews come first, then unlabelled ones)
+    SENTENCES=$C/sentences-$LABEL.txt
+    if todo $SENTENCES; then sed -n "1,${LABEL}p" $SPLIT/sentences.txt > $SENTENCES.part; mv $SENTENCES.part $SENTENCES; fi
+fi
+TOTAL=$(wc -l < $SENTENCES)
+LOGITS=${SENTENCES%.txt}.npy  # beside its sentences: --full reuses the labelling of every sentence
 
 step "c2. the teacher labels the $TOTAL sentences"
-todo $C/sentences.npy && run corpus-logits distill-teacher-logits --checkpoint-dir teacher/ckpt \
-    --input $C/sentences.txt --output $C/sentences.npy
+todo $LOGITS && run corpus-logits-$TOTAL distill-teacher-logits --checkpoint-dir teacher/ckpt \
+    --input $SENTENCES --output $LOGITS
 
 step "c3. n-gram vocabulary over phrases + sentences (1-4-grams, top $FEATURES), features of both and of dev"
-if todo $C/transfer.txt; then cat train.txt $C/sentences.txt > $C/transfer.txt.part; mv $C/transfer.txt.part $C/transfer.txt; fi
+if todo $C/transfer.txt; then cat train.txt $SENTENCES > $C/transfer.txt.part; mv $C/transfer.txt.part $C/transfer.txt; fi
 todo $C/vocab.txt && run corpus-ngram-dict distill-ngram-dict --input $C/transfer.txt --output $C/vocab.txt \
     --ngram-range 1 4 --max-features $FEATURES --workers 2
 for f in transfer dev; do
@@ -85,7 +97,7 @@ classes = json.load(open(class_order_path(a)))['classes']
 assert json.load(open(class_order_path(b)))['classes'] == classes, 'class orders differ'
 rows = np.concatenate([np.load(a), np.load(b, mmap_mode='r')[:n]])
 save_teacher_targets(dst, rows, classes, made_from=[a, f'{b} (first {n} rows)'])
-" teacher/train.npy $C/sentences.npy $n $d/distill/train.npy
+" teacher/train.npy $LOGITS $n $d/distill/train.npy
     cp teacher/dev.json $d/distill/valid.json; cp teacher/dev.npy $d/distill/valid.npy  # last: marks it whole
 }
 
