@@ -8,6 +8,7 @@ Hugging Face ``transformers``).
 """
 
 import json
+import shutil
 import re
 
 import numpy as np
@@ -43,7 +44,8 @@ def rosita(finetuned_teacher, imported_teacher, tmp_path_factory):
     teacher = finetuned_teacher["dir"] / "checkpoint_best.pt"
     data = finetuned_teacher["work"] / "data-bin"
     bpe = ["--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]
-    return {"work": work, "teacher": teacher, "data": data, "bpe": bpe, "texts": finetuned_teacher["texts"]}
+    yield {"work": work, "teacher": teacher, "data": data, "bpe": bpe, "texts": finetuned_teacher["texts"]}
+    shutil.rmtree(work, ignore_errors=True)  # about 3 GB of checkpoints: free the disk for the next modules
 
 
 def test_setting1_importance_prune_kd_predict_export(rosita, tmp_path):
