@@ -8,8 +8,8 @@ Hugging Face ``transformers``).
 """
 
 import json
-import shutil
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -39,13 +39,15 @@ def train_flags(data, save, model_dir, *extra):
 
 
 @pytest.fixture(scope="module")
-def rosita(finetuned_teacher, imported_teacher, tmp_path_factory):
+def rosita(finetuned_teacher, imported_teacher, tmp_path_factory, request):
     work = tmp_path_factory.mktemp("rosita")
     teacher = finetuned_teacher["dir"] / "checkpoint_best.pt"
     data = finetuned_teacher["work"] / "data-bin"
     bpe = ["--bpe", "wordpiece", "--wordpiece-vocab", imported_teacher / "tokenizer.json"]
+    failed = request.session.testsfailed
     yield {"work": work, "teacher": teacher, "data": data, "bpe": bpe, "texts": finetuned_teacher["texts"]}
-    shutil.rmtree(work, ignore_errors=True)  # about 3 GB of checkpoints: free the disk for the next modules
+    if request.session.testsfailed == failed:  # as pytest.ini's policy: a failure's files stay to read
+        shutil.rmtree(work, ignore_errors=True)  # about 3.7 GB of checkpoints the next modules need room for
 
 
 def test_setting1_importance_prune_kd_predict_export(rosita, tmp_path):
