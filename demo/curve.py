@@ -4,9 +4,13 @@ Each point is ``N:CKPT_DIR:DATA_BIN`` (N corpus sentences added to the
 task's ``--base-rows`` training rows; one point per seed, same N repeated).
 Every student goes from the raw dev texts to labels (its own featurization),
 as in demo/report.py; the teacher's dev accuracy is the reference line.
+With ``--reference CKPT_DIR:DATA_BIN`` (the DAN of the task's own training
+rows, e.g. the main demo's) every run's raw-text-to-label speed is timed in
+rounds that alternate it with the reference's, on the same dev texts in this
+process, so the curve says what the corpus costs in throughput.
 
     python demo/curve.py --dev SST-2/dev.tsv --teacher WORK/teacher/ckpt --base-rows 67349 \\
-        --output WORK/corpus/curve 0:WORK/corpus/dan-0-seed1:WORK/corpus/bin-0 ...
+        --output WORK/corpus/curve --reference WORK/checkpoints:WORK/data-bin 0:WORK/corpus/dan-0-seed1:WORK/corpus/bin-0 ...
 """
 
 import argparse
@@ -20,7 +24,7 @@ import numpy as np
 from user_dir.fileio import atomic_output
 from user_dir.inference.hub_interface import StudentHubInterface
 from user_dir.inference.teacher import Teacher
-from user_dir.inference.timing import accuracy
+from user_dir.inference.timing import accuracy, timed
 from user_dir.preprocess.examples import read_examples
 
 
@@ -30,15 +34,26 @@ def main(argv=None):
     p.add_argument("--teacher", required=True, help="the teacher's checkpoint directory")
     p.add_argument("--base-rows", type=int, required=True, help="the task's own training rows")
     p.add_argument("--output", required=True)
+    p.add_argument("--reference", metavar="CKPT_DIR:DATA_BIN",
+                   help="a DAN to time every run against (the task's own rows alone, e.g. the main demo's)")
+    p.add_argument("--speed-rounds", type=int, default=3, help="timing rounds per run, alternating with the reference")
+    p.add_argument("--seconds", type=float, default=1.0, help="least time per model and round")
     p.add_argument("points", nargs="+", metavar="N:CKPT_DIR:DATA_BIN")
     args = p.parse_args(argv)
     texts, labels = read_examples(args.dev, "tsv", [0], 1, header=True)
     teacher_acc = accuracy(Teacher(args.teacher).predict(texts), labels)
+    reference = None
+    if args.reference:
+        ckpt_dir, data_bin = args.reference.split(":", 1)
+        reference = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin, device="cpu")
     by_size = defaultdict(list)
     for spec in args.points:
         n, ckpt_dir, data_bin = spec.split(":", 2)
         student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin, device="cpu")
-        by_size[int(n)].append({"checkpoint": ckpt_dir, "accuracy": accuracy(student.predict(texts), labels)})
+        run = {"checkpoint": ckpt_dir, "accuracy": accuracy(student.predict(texts), labels)}
+        if reference is not None:
+            run.update(speed_against(student, reference, texts, args.speed_rounds, args.seconds))
+        by_size[int(n)].append(run)
     points = []
     for n in sorted(by_size):
         accs = [r["accuracy"] for r in by_size[n]]
@@ -48,14 +63,32 @@ def main(argv=None):
                        "mean_vs_teacher": round(mean / teacher_acc, 4)})
     report = {"dev": os.path.abspath(args.dev), "dev_examples": len(texts), "teacher_accuracy": teacher_acc,
               "points": points}
+    if reference is not None:
+        report["reference"] = {"checkpoint": args.reference.split(":", 1)[0],
+                               "accuracy": accuracy(reference.predict(texts), labels)}
     with atomic_output(args.output + ".json", "w") as f:
         json.dump(report, f, indent=2)
     plot(report, args.output + ".png")
     for pt in points:
         print(f"{pt['transfer_rows']:>10,} rows: dev accuracy {pt['mean_accuracy']:.2f} "
               f"(+- {pt['std']:.2f}, {len(pt['runs'])} run(s)), {100 * pt['mean_vs_teacher']:.1f}% of the teacher's "
-              f"{teacher_acc:.2f}")
+              f"{teacher_acc:.2f}" + (f", speed x{np.median([r['speed_vs_reference'] for r in pt['runs']]):.2f} "
+                                      "of the reference" if reference is not None else ""))
     return report
+
+
+def speed_against(student, reference, texts, rounds, seconds):
+    """Sentences/s of ``student`` and its ratio to ``reference``'s: rounds alternate the two, so a
+    slow spell of a shared machine hits both; the ratio is the median of the rounds' ratios."""
+    own, ratios = [], []
+    for _ in range(rounds):
+        _, ref_speed = timed(reference.predict, texts, min_seconds=seconds)
+        _, speed = timed(student.predict, texts, min_seconds=seconds)
+        own.append(speed)
+        ratios.append(speed / ref_speed)
+    return {"sentences_per_second": round(float(np.median(own)), 1),
+            "speed_vs_reference": round(float(np.median(ratios)), 3),
+            "speed_vs_reference_rounds": [round(r, 3) for r in ratios]}
 
 
 def plot(report, path):

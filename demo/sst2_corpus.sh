@@ -31,9 +31,10 @@ LABEL_DICT="$REPO/data-bin-templates/sst2-binary/label/dict.txt"
 # SIZES: corpus sentences added to the training phrases (ALL: every labelled one); SEEDS at the
 # largest; LABEL: how many sentences the teacher labels (empty: all; labelling is the long step on CPU)
 REVIEWS=""; SIZES="0 100000 300000"; SEEDS="1 2 3"; FEATURES=1000000; BATCH=64; LR=1e-3; LABEL=300000
+SPEED=""  # the curve times every DAN against the main demo's (3 rounds of 1 s each by default)
 C=corpus
 case $MODE in
-    smoke) REVIEWS=60; SIZES="0 300 ALL"; SEEDS="1 2"; FEATURES=20000; LABEL="" ;;
+    smoke) REVIEWS=60; SIZES="0 300 ALL"; SEEDS="1 2"; FEATURES=20000; LABEL=""; SPEED="--speed-rounds 1 --seconds 0.2" ;;
     full) SIZES="0 100000 300000 ALL"; LABEL=""; C=corpus-full ;;
 esac
 # the main demo's DAN (demo/sst2.sh step 9), over this run's vocabulary
@@ -130,5 +131,6 @@ done
 
 step "c5. the curve: dev accuracy (raw text to label) against transfer-set size"
 todo $C/curve.json && run corpus-curve python "$REPO/demo/curve.py" --dev "$DEV_TSV" --teacher teacher/ckpt \
-    --base-rows $ROWS --output $C/curve "${points[@]}"
+    --base-rows $ROWS --output $C/curve \
+    --reference checkpoints:data-bin $SPEED "${points[@]}"
 cat $C/curve.json

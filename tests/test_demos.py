@@ -109,6 +109,11 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     sizes = [p["corpus_sentences"] for p in curve["points"]]
     assert sizes == [0, 300, stats["kept"]] and [len(p["runs"]) for p in curve["points"]] == [1, 1, 2]
     assert curve["points"][0]["transfer_rows"] == 600 and (base / "corpus" / "curve.png").stat().st_size > 0
+    # every run is timed against the main job's DAN, whose accuracy report.py measured on its own
+    assert curve["reference"]["accuracy"] == report["models"]["DAN"]["accuracy"]
+    for run in (r for p in curve["points"] for r in p["runs"]):
+        assert run["sentences_per_second"] > 0 and len(run["speed_vs_reference_rounds"]) == 1
+        assert run["speed_vs_reference"] == run["speed_vs_reference_rounds"][0] > 0
     import numpy as np
     assert np.load(base / "corpus" / f"bin-{stats['kept']}" / "distill" / "train.npy").shape == (600 + stats["kept"], 2)
 
