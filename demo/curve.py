@@ -34,21 +34,21 @@ def main(argv=None):
     p.add_argument("--teacher", required=True, help="the teacher's checkpoint directory")
     p.add_argument("--base-rows", type=int, required=True, help="the task's own training rows")
     p.add_argument("--output", required=True)
-    p.add_argument("--reference", metavar="CKPT_DIR:DATA_BIN",
+    p.add_argument("--reference", metavar="CKPT_DIR:DATA_BIN", type=lambda v: _fields(v, 2, "--reference"),
                    help="a DAN to time every run against (the task's own rows alone, e.g. the main demo's)")
     p.add_argument("--speed-rounds", type=int, default=3, help="timing rounds per run, alternating with the reference")
     p.add_argument("--seconds", type=float, default=1.0, help="least time per model and round")
-    p.add_argument("points", nargs="+", metavar="N:CKPT_DIR:DATA_BIN")
+    p.add_argument("points", nargs="+", metavar="N:CKPT_DIR:DATA_BIN", type=lambda v: _fields(v, 3, "a point"))
     args = p.parse_args(argv)
     texts, labels = read_examples(args.dev, "tsv", [0], 1, header=True)
     teacher_acc = accuracy(Teacher(args.teacher).predict(texts), labels)
     reference = None
     if args.reference:
-        ckpt_dir, data_bin = args.reference.split(":", 1)
+        ckpt_dir, data_bin = args.reference
         reference = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin, device="cpu")
     by_size = defaultdict(list)
     for spec in args.points:
-        n, ckpt_dir, data_bin = spec.split(":", 2)
+        n, ckpt_dir, data_bin = spec
         student = StudentHubInterface.from_pretrained(ckpt_dir, "checkpoint_best.pt", data_bin, device="cpu")
         run = {"checkpoint": ckpt_dir, "accuracy": accuracy(student.predict(texts), labels)}
         if reference is not None:
@@ -64,7 +64,7 @@ def main(argv=None):
     report = {"dev": os.path.abspath(args.dev), "dev_examples": len(texts), "teacher_accuracy": teacher_acc,
               "points": points}
     if reference is not None:
-        report["reference"] = {"checkpoint": args.reference.split(":", 1)[0],
+        report["reference"] = {"checkpoint": args.reference[0],
                                "accuracy": accuracy(reference.predict(texts), labels)}
     with atomic_output(args.output + ".json", "w") as f:
         json.dump(report, f, indent=2)
@@ -75,6 +75,15 @@ def main(argv=None):
               f"{teacher_acc:.2f}" + (f", speed x{np.median([r['speed_vs_reference'] for r in pt['runs']]):.2f} "
                                       "of the reference" if reference is not None else ""))
     return report
+
+
+def _fields(value, count, what):
+    """``A:B[:C]`` split into ``count`` fields (the last may hold colons), or argparse's error."""
+    fields = value.split(":", count - 1)
+    if len(fields) != count or not all(fields) or (count == 3 and not fields[0].isdigit()):
+        form = "N:CKPT_DIR:DATA_BIN" if count == 3 else "CKPT_DIR:DATA_BIN"
+        raise argparse.ArgumentTypeError(f"{what} is {form}, not {value!r}")
+    return fields
 
 
 def speed_against(student, reference, texts, rounds, seconds):
