@@ -40,6 +40,18 @@ def read_tsv(path, skip_header=True):
     return [line.split("\t") for line in lines[1 if skip_header else 0:]]
 
 
+@pytest.fixture
+def float64_attention(monkeypatch):
+    """fairseq's attention softmax and GELU cast to float32; keep a float64 model float64 throughout
+    (for models built after this fixture), so a finite difference is compared at float64's precision."""
+    import torch.nn.functional as F
+    import fairseq.modules
+    from fairseq import utils
+
+    monkeypatch.setattr(utils, "softmax", lambda x, dim, onnx_trace=False: F.softmax(x, dim=dim))
+    monkeypatch.setattr(fairseq.modules, "gelu", F.gelu)  # get_activation_fn imports it at build time
+
+
 @pytest.fixture(scope="session")
 def glue():
     if not (DATA / "glue" / "SST-2" / "train.tsv").exists():

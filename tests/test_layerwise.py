@@ -265,8 +265,8 @@ def test_pruned_checkpoint_round_trip(tmp_path):
 
 # -------------------------------------------------------------- importance
 
-def test_taylor_importance_against_finite_differences():
-    # float64, central differences of 1e-4 (fairseq's attention softmax runs in float32)
+def test_taylor_importance_against_finite_differences(float64_attention):
+    # float64 throughout (the fixture), central differences of 1e-5
     model = tiny_model().double()
     batches = [{"tok": tokens(s), "y": torch.tensor([0, 1, 2, 1]), "nsentences": 4} for s in (1, 2)]
 
@@ -285,12 +285,12 @@ def test_taylor_importance_against_finite_differences():
         for b in batches:
             with torch.no_grad():
                 old = weight[index].item()
-                weight[index] = old + 1e-4
+                weight[index] = old + 1e-5
                 up = loss_fn(model, b).item()
-                weight[index] = old - 1e-4
+                weight[index] = old - 1e-5
                 down = loss_fn(model, b).item()
                 weight[index] = old
-            total += abs(up - down) / 2e-4
+            total += abs(up - down) / 2e-5
         return total
 
     hd = layer.self_attn.head_dim
@@ -298,13 +298,13 @@ def test_taylor_importance_against_finite_differences():
     h = 2
     expected = sum(abs(w[r, c].item()) * fd_abs_grad_sum(w, (r, c))
                    for r in range(w.shape[0]) for c in range(h * hd, (h + 1) * hd))
-    assert scores["heads"][1][h] == pytest.approx(expected, rel=1e-3)
+    assert scores["heads"][1][h] == pytest.approx(expected, rel=1e-6)
     n = 7
     expected = sum(abs(layer.fc1.weight[n, c].item()) * fd_abs_grad_sum(layer.fc1.weight, (n, c))
                    for c in range(16))
     expected += sum(abs(layer.fc2.weight[r, n].item()) * fd_abs_grad_sum(layer.fc2.weight, (r, n))
                     for r in range(16))
-    assert scores["ffn"][1][n] == pytest.approx(expected, rel=1e-3)
+    assert scores["ffn"][1][n] == pytest.approx(expected, rel=1e-6)
 
 
 def test_export_refuses_ffn_widths_that_differ_by_layer():

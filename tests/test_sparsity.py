@@ -30,13 +30,13 @@ def ce(model, tok):
     return torch.nn.functional.cross_entropy(classifier_outputs(model, tok, HEAD).logits, LABELS)
 
 
-def test_mask_gradients_match_finite_differences_and_rows_are_normalised():
+def test_mask_gradients_match_finite_differences_and_rows_are_normalised(float64_attention):
     model = tiny_model().double()
     tok = tokens()
     batch = {"tok": tok, "nsentences": 4}
     scores = mask_importance(model, [batch], lambda m, s: ce(m, s["tok"]))
     L = 3
-    eps = 1e-3  # fairseq's attention softmax runs in float32: smaller steps drown in its rounding
+    eps = 1e-5  # float64 throughout (the fixture): truncation ~eps**2, rounding ~1e-16/eps = 1e-11
 
     def loss_with(kind, layer, i, delta):
         hm = [torch.ones(4, dtype=torch.double) for _ in range(L)]
@@ -49,7 +49,7 @@ def test_mask_gradients_match_finite_differences_and_rows_are_normalised():
         for layer in range(L):
             for i in range(0, n, max(1, n // 4)):
                 fd = (loss_with(kind, layer, i, eps) - loss_with(kind, layer, i, -eps)) / (2 * eps)
-                assert scores["raw_" + kind][layer][i] == pytest.approx(abs(fd), rel=1e-3, abs=1e-7), (kind, layer, i)
+                assert scores["raw_" + kind][layer][i] == pytest.approx(abs(fd), rel=1e-6, abs=1e-10), (kind, layer, i)
     for kind in ("heads", "ffn"):
         for raw, row in zip(scores["raw_" + kind], scores[kind]):
             norm = sum(r * r for r in raw) ** 0.5
