@@ -41,7 +41,7 @@ def read_tsv(path, skip_header=True):
 
 
 @pytest.fixture
-def float64_attention(monkeypatch):
+def float64_fairseq(monkeypatch):
     """fairseq's attention softmax and GELU cast to float32; keep a float64 model float64 throughout
     (for models built after this fixture), so a finite difference is compared at float64's precision."""
     import torch.nn.functional as F

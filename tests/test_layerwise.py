@@ -265,7 +265,7 @@ def test_pruned_checkpoint_round_trip(tmp_path):
 
 # -------------------------------------------------------------- importance
 
-def test_taylor_importance_against_finite_differences(float64_attention):
+def test_taylor_importance_against_finite_differences(float64_fairseq):
     # float64 throughout (the fixture), central differences of 1e-5
     model = tiny_model().double()
     batches = [{"tok": tokens(s), "y": torch.tensor([0, 1, 2, 1]), "nsentences": 4} for s in (1, 2)]

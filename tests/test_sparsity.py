@@ -30,7 +30,7 @@ def ce(model, tok):
     return torch.nn.functional.cross_entropy(classifier_outputs(model, tok, HEAD).logits, LABELS)
 
 
-def test_mask_gradients_match_finite_differences_and_rows_are_normalised(float64_attention):
+def test_mask_gradients_match_finite_differences_and_rows_are_normalised(float64_fairseq):
     model = tiny_model().double()
     tok = tokens()
     batch = {"tok": tok, "nsentences": 4}
