@@ -49,12 +49,23 @@ class FastText:
             best = None
             for lr in self.lrs:
                 for epoch in self.epochs:
-                    self.model = fasttext.train_supervised(input=path, lr=lr, dim=self.dim, epoch=epoch,
-                                                           wordNgrams=2, thread=self.threads, seed=self.seed,
-                                                           verbose=0)
+                    try:
+                        self.model = fasttext.train_supervised(input=path, lr=lr, dim=self.dim, epoch=epoch,
+                                                               wordNgrams=2, thread=self.threads,
+                                                               seed=self.seed, verbose=0)
+                    except RuntimeError as e:
+                        # fastText stops on NaN when a learning rate diverges (its threads race, so
+                        # this can vary from run to run): that point of the grid is lost, not the search
+                        if "NaN" not in str(e):
+                            raise
+                        logger.warning("fastText: lr=%s, %d epochs diverged (%s); skipped", lr, epoch, e)
+                        continue
                     acc = float(np.mean(np.array(self.predict(valid_texts)) == np.asarray(valid_labels)))
                     if best is None or acc > best[0]:
                         best = (acc, (lr, epoch), self.model)
+        if best is None:
+            raise RuntimeError(f"fastText diverged at every learning rate of {tuple(self.lrs)} "
+                               f"and epochs {tuple(self.epochs)}: try smaller learning rates")
         _, (lr, epoch), self.model = best
         self.settings = {"lr": lr, "epoch": epoch, "dim": self.dim, "wordNgrams": 2, "bucket": self.model.bucket}
         logger.info("fastText: lr=%s, %d epochs on valid", lr, epoch)
