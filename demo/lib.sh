@@ -1,7 +1,8 @@
 # Shared by the demos (sourced): work-dir lock, quiet steps with full logs, the teacher's fine-tuning.
 #
 # Each step's whole output goes to $WORK/logs/NAME.log; the terminal shows the step, the
-# progress bars and warnings of the plugin's tools, the result lines, and where the log is.
+# progress bars and warnings of the plugin's tools, the result lines, and where the log is. Each
+# step's wall time is appended to $WORK/logs/steps.tsv (name, seconds), as a rerun adds it.
 
 export PATH="$REPO/.venv/bin:$PATH"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
@@ -57,13 +58,19 @@ lock_work() {  # lock_work DIR: one demo run per work directory (the lock dies w
     export DEMO_LOCKED=$1
 }
 
+step_time() {  # step_time NAME START: NAME's seconds since START (date +%s.%N) to logs/steps.tsv
+    python3 -c "import sys, time; print(f'{sys.argv[1]}\t{time.time() - float(sys.argv[2]):.1f}')" "$1" "$2" \
+        >> "$WORK/logs/steps.tsv"
+}
+
 logged() {  # logged NAME CMD...: CMD's output to logs/NAME.log; the plugin's tools show bars and warnings
-    local log="$WORK/logs/$1.log"; shift
-    local ok=0
+    local name=$1 log="$WORK/logs/$1.log"; shift
+    local ok=0 start; start=$(date +%s.%N)
     case $1 in
         distill-*) DISTILL_LOG_FILE="$log" LOGLEVEL=WARNING "$@" >> "$log" || ok=$? ;;
         *) "$@" >> "$log" 2>&1 || ok=$? ;;
     esac
+    step_time "$name" "$start"
     [ $ok = 0 ] && return 0
     echo "failed: $1 (see $log)" >&2
     tail -n 20 "$log" >&2
@@ -72,6 +79,7 @@ logged() {  # logged NAME CMD...: CMD's output to logs/NAME.log; the plugin's to
 
 train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress lines on the terminal
     local name=$1 save=$2 log="$WORK/logs/$1.log"; shift 2
+    local start; start=$(date +%s.%N)
     echo "   training log: $log"
     "$@" > "$log" 2>&1 &
     local pid=$!
@@ -80,6 +88,7 @@ train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress l
         | sed -u -E 's/.*\| (valid on|done training)/   \1/; s/\| (loss|kd_loss|ce_loss|ppl|wps|wpb|bsz|num_updates|best_[a-z]+|pred|targ) [^|]*//g' || true
     local rc=0
     wait $pid || rc=$?
+    step_time "$name" "$start"
     # a run killed mid-way must not pass for a finished one: the rerun resumes it
     if [ $rc != 0 ] || [ ! -s "$save/checkpoint_best.pt" ]; then
         echo "training failed: see $log" >&2; tail -n 20 "$log" >&2; exit 1

@@ -100,6 +100,10 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     assert list(report["models"]) == ["teacher", "DAN"]
     assert "Namespace(" not in main.stdout + main.stderr  # fairseq's config dumps stay in the logs
     assert (base / "logs" / "dan.log").exists() and "valid on" in main.stdout
+    # every step's wall time, the training steps' too
+    times = dict(line.split("\t") for line in (base / "logs" / "steps.tsv").read_text().splitlines())
+    assert {"import-teacher", "teacher-finetune", "dan", "report"} <= set(times)
+    assert all(float(t) > 0 for t in times.values())
 
     # the corpus path: IMDB sentences labelled by the main job's teacher, a DAN per transfer-set size
     demo("sst2.sh", "--corpus", "--smoke", work=base)
