@@ -103,7 +103,8 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     # every step's wall time, the training steps' too
     times = dict(line.split("\t") for line in (base / "logs" / "steps.tsv").read_text().splitlines())
     assert {"import-teacher", "teacher-finetune", "dan", "report"} <= set(times)
-    assert all(float(t) > 0 for t in times.values())
+    # a copy can take under 0.05 s (0.0); fine-tuning takes seconds
+    assert all(float(t) >= 0 for t in times.values()) and float(times["teacher-finetune"]) > 1
 
     # the corpus path: IMDB sentences labelled by the main job's teacher, a DAN per transfer-set size
     demo("sst2.sh", "--corpus", "--smoke", work=base)
