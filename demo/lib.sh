@@ -58,14 +58,15 @@ lock_work() {  # lock_work DIR: one demo run per work directory (the lock dies w
     export DEMO_LOCKED=$1
 }
 
-step_time() {  # step_time NAME START: NAME's seconds since START (date +%s.%N) to logs/steps.tsv
-    python3 -c "import sys, time; print(f'{sys.argv[1]}\t{time.time() - float(sys.argv[2]):.1f}')" "$1" "$2" \
-        >> "$WORK/logs/steps.tsv"
+step_time() {  # step_time NAME START: NAME's seconds (tenths) since START (microseconds) to logs/steps.tsv
+    local d=$(( $(now_us) - $2 ))
+    printf '%s\t%d.%d\n' "$1" $((d / 1000000)) $((d / 100000 % 10)) >> "$WORK/logs/steps.tsv"
 }
+now_us() { echo "${EPOCHREALTIME/[.,]/}"; }  # bash's clock in microseconds, whatever the locale's decimal mark
 
 logged() {  # logged NAME CMD...: CMD's output to logs/NAME.log; the plugin's tools show bars and warnings
     local name=$1 log="$WORK/logs/$1.log"; shift
-    local ok=0 start; start=$(date +%s.%N)
+    local ok=0 start; start=$(now_us)
     case $1 in
         distill-*) DISTILL_LOG_FILE="$log" LOGLEVEL=WARNING "$@" >> "$log" || ok=$? ;;
         *) "$@" >> "$log" 2>&1 || ok=$? ;;
@@ -79,7 +80,7 @@ logged() {  # logged NAME CMD...: CMD's output to logs/NAME.log; the plugin's to
 
 train_logged() {  # train_logged NAME SAVE-DIR fairseq-train ARGS...: progress lines on the terminal
     local name=$1 save=$2 log="$WORK/logs/$1.log"; shift 2
-    local start; start=$(date +%s.%N)
+    local start; start=$(now_us)
     echo "   training log: $log"
     "$@" > "$log" 2>&1 &
     local pid=$!
