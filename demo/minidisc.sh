@@ -13,13 +13,15 @@
 #   4b. other KD paths (--paths, default "2L 4L,2L"): each a comma-separated list of sizes, a grid
 #      sparsity or NL (the bottom N layers kept, from the teacher or the previous stage), distilled
 #      stage by stage (e.g. 6 layers -> 4 -> 2: the layer-dropped students beside the sparse ones);
+#   4c. when MiniDisc chose an assistant: the target also trained alone from it (plain KD, no
+#      sandwich in the last round), one more row beside MiniDisc's;
 #   5. report: dev metric, parameters, CPU throughput of each (minidisc/TARGET/report.json);
 #   6. Hugging Face export of each student (distill-export-hf; a shape it cannot express is
 #      recorded as refused), and each path's stages, wall time and export (minidisc/TARGET/summary.json).
 # Layout: minidisc/{importance.json,sparse/} (the reordered teacher and its sparsity map),
 # minidisc/stages/<path so far> (e.g. stages/80, stages/80-90, stages/4L-2L: one KD stage each, shared
-# by the paths and targets through it), minidisc/TARGET/{minidisc-r1,minidisc-r2,report.json,
-# summary.json,paths.tsv,hf/}.
+# by the paths and targets through it), minidisc/TARGET/{minidisc-r1,minidisc-r2,minidisc-last,
+# report.json,summary.json,paths.tsv,hf/} (minidisc-last: step 4c).
 # Every KD stage is MiniDisc's loss: hidden-state MSE over every layer on real tokens plus soft
 # cross-entropy with the teacher (T = 1), equally weighted, on the teacher's gold training texts.
 #
@@ -78,7 +80,8 @@ CAP=""      # --max-update of every stage (the smoke run's few updates)
 [ $TASK = sst2 ] && { EPOCHS=1; BATCH=32; LR=5e-5; }
 case $MODE in
     full) EPOCHS=10; MAXI_FROM=0 ;;  # every grid assistant, the nearly dense ones too
-    smoke) EPOCHS=1; GRID=0,50,90,95; VALIDATE=2; CAP="--max-update 4" ;;
+    # LAM 0: the best-scoring view, 50% on a tie, so the smoke run takes the assistant branch
+    smoke) EPOCHS=1; GRID=0,50,90,95; VALIDATE=2; CAP="--max-update 4"; LAM=0 ;;
 esac
 TEACHER=teacher/ckpt/checkpoint_best.pt
 TOKENIZER=teacher/base/tokenizer.json
@@ -197,6 +200,19 @@ done
 if [ -n "$PATHS" ]; then
     step "4b. the other paths: $PATHS"
     for p in $PATHS; do add_path ${p//,/ }; done
+fi
+
+# MiniDisc's last assistant with the target trained alone from it (plain KD, as MaxiDisc's second
+# stages), beside the sandwich last round: on SST-2 that round lost what the assistant gave (README)
+if [ ${#assistants[@]} -gt 0 ]; then
+    step "4c. MiniDisc's assistant, the last stage alone: the $TARGET% student by plain KD from it"
+    last_ta=$T/minidisc-r${#assistants[@]}/ta; last=$T/minidisc-last
+    dense $last/init $TARGET $last_ta/model.pt --map $R/sparse/sparsity.json
+    plain $last $last/init $last_ta/model.pt
+    name="MiniDisc ($ta_label), last stage alone"
+    rows+=(--student "$name=$last:$BIN")
+    stages=$(for i in $(seq 1 ${#assistants[@]}); do printf '%s ' $T/minidisc-r$i; done)
+    printf '%s\t%s\t%s\n' "$name" "$last" "$stages$last" >> $T/paths.tsv.part
 fi
 mv $T/paths.tsv.part $T/paths.tsv
 
