@@ -11,10 +11,17 @@
 # which its pruning steps fall (ROSITA: the first of 10 epochs in setting 3, a tenth of one in
 # setting 4, half of the depth stage's 5); pruning ends within the first epoch, before its
 # validation, so that checkpoint_best.pt has the final shape. SETTINGS: which of 1-4 to run
-# (default all; the baseline always runs).
+# (default all; the baseline always runs). SEED: fairseq-train's seed (default 1); another seed
+# trains every student again, BERT(student) included, into R/seedSEED/ (its own report there),
+# on the same transfer set, importance of the teacher and one-step pruned teacher; demo/seeds.py
+# summarises several seeds' reports.
 
 SHAPE="--num-layers 4 --keep-heads 4 --ffn-dim 512 --embed-rank 128"
 SETTINGS=${SETTINGS:-1 2 3 4}
+SEED=${SEED:-1}
+S=$R; X=""  # where the students go, and the suffix of their logs' names
+[ "$SEED" = 1 ] || { S=$R/seed$SEED; X=-seed$SEED; }
+mkdir -p $S
 wants() { [[ " $SETTINGS " == *" $1 "* ]]; }
 
 step "1. the augmented transfer set: D-BERT rules over the teacher's $(wc -l < teacher/ft.txt) labelled examples"
@@ -41,6 +48,14 @@ open(sys.argv[2], 'w', encoding='utf-8').write(''.join(l + '\n' for l in lines[:
 }
 sample $KD_ROWS $R/kd.txt
 sample $COPY_ROWS $R/copy.txt
+# a rerun with other sizes must not train on the old sample unnoticed
+for f in kd:$KD_ROWS copy:$COPY_ROWS; do
+    rows=${f#*:}; all=$(wc -l < $R/aug.txt); { [ $rows = 0 ] || [ $rows -gt $all ]; } && rows=$all
+    [ "${MODE:-}" = dry ] || [ $(wc -l < $R/${f%%:*}.txt) = $rows ] || {
+        echo "$WORK/$R/${f%%:*}.txt has $(wc -l < $R/${f%%:*}.txt) rows, this run asks for $rows:" \
+             "use another WORK, or remove $R/${f%%:*}.txt, $R/${f%%:*}-bin and the students trained on it" >&2
+        exit 1; }
+done
 wc -l $R/aug.txt $R/kd.txt $R/copy.txt
 
 bin() {  # bin NAME: R/NAME.txt in WordPiece -> R/NAME-bin (train; dev as valid with gold labels)
@@ -64,17 +79,17 @@ steps() {  # steps ROWS EPOCHS: updates of a run (fixed-size batches: ceil(ROWS 
 }
 student() {  # student NAME DATA MODEL-DIR EPOCHS ROWS LR CRITERION-FLAGS...: fairseq-train from MODEL-DIR/model.pt
     local name=$1 data=$2 from=$3 epochs=$4 rows=$5 lr=$6; shift 6
-    [ -e $R/$name/done ] && return
+    [ -e $S/$name/done ] && return
     local updates; updates=$(steps $rows $epochs)
-    train rosita-$name $R/$name fairseq-train $data --user-dir "$REPO/user_dir" --task glue_distillation \
+    train rosita$X-$name $S/$name fairseq-train $data --user-dir "$REPO/user_dir" --task glue_distillation \
         --num-classes 2 --init-token 0 $(cat $from/model-args.txt) --finetune-from-model "$WORK/$from/model.pt" \
         --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
         --lr $lr --lr-scheduler polynomial_decay --warmup-updates $(( updates / 10 )) --total-num-update $updates \
         --batch-size $BATCH --max-epoch $epochs --num-workers 0 \
         --bpe wordpiece --wordpiece-vocab "$WORK/$TOKENIZER" \
         --best-checkpoint-metric $METRIC --maximize-best-checkpoint-metric \
-        --save-dir $R/$name --no-epoch-checkpoints --log-format simple --log-interval 100 "$@"
-    touch $R/$name/done
+        --seed $SEED --save-dir $S/$name --no-epoch-checkpoints --log-format simple --log-interval 100 "$@"
+    touch $S/$name/done
 }
 KD="--criterion layerwise_distillation --prediction-loss soft_ce"
 KD_ROWS_N=$(wc -l < $R/kd.txt); COPY_ROWS_N=$(wc -l < $R/copy.txt); GOLD_ROWS=$(wc -l < teacher/ft.txt)
@@ -98,16 +113,16 @@ todo $R/copy/model.pt && run copy distill-prune --checkpoint $TEACHER --output $
 student bert-student $R/copy-bin $R/copy $COPY_EPOCHS $COPY_ROWS_N 2e-5 $KD --hidden-weight 0 \
     --teacher-checkpoint "$WORK/$TEACHER"
 fi
-BS=$WORK/$R/bert-student/checkpoint_best.pt
+BS=$WORK/$S/bert-student/checkpoint_best.pt
 
 if wants 2; then
 step "6b. setting 2: BERT(student) pruned in one step, then KD from BERT(student)"
-todo $R/bert-student.importance.json && run importance-bert-student distill-importance \
-    --checkpoint $R/bert-student/checkpoint_best.pt --data $R/kd-bin --loss soft_ce \
-    --teacher-checkpoint $TEACHER $score_flag --output $R/bert-student.importance.json
-todo $R/pruned2/model.pt && run prune-2 distill-prune --checkpoint $R/bert-student/checkpoint_best.pt \
-    --importance $R/bert-student.importance.json $SHAPE --output $R/pruned2
-student s2 $R/kd-bin $R/pruned2 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 --teacher-checkpoint "$BS"
+todo $S/bert-student.importance.json && run importance$X-bert-student distill-importance \
+    --checkpoint $S/bert-student/checkpoint_best.pt --data $R/kd-bin --loss soft_ce \
+    --teacher-checkpoint $TEACHER $score_flag --output $S/bert-student.importance.json
+todo $S/pruned2/model.pt && run prune$X-2 distill-prune --checkpoint $S/bert-student/checkpoint_best.pt \
+    --importance $S/bert-student.importance.json $SHAPE --output $S/pruned2
+student s2 $R/kd-bin $S/pruned2 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 --teacher-checkpoint "$BS"
 fi
 
 KD_UPDATES=$(steps $KD_ROWS_N $KD_EPOCHS)
@@ -117,33 +132,34 @@ WIDTH="$WIDTH --prune-total-updates $KD_UPDATES"
 if wants 3; then
 step "7. setting 3: BERT(student) cut to 4 layers, then iterative width pruning during KD"
 # the embedding factorised at full rank (exact), so that pruning can lower its rank
-todo $R/cut3/model.pt && run cut-3 distill-prune --checkpoint $R/bert-student/checkpoint_best.pt \
-    --num-layers 4 --embed-rank 384 --output $R/cut3
-student s3 $R/kd-bin $R/cut3 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 --teacher-checkpoint "$BS" \
+todo $S/cut3/model.pt && run cut$X-3 distill-prune --checkpoint $S/bert-student/checkpoint_best.pt \
+    --num-layers 4 --embed-rank 384 --output $S/cut3
+student s3 $R/kd-bin $S/cut3 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 --teacher-checkpoint "$BS" \
     $WIDTH --prune-period $PERIOD3
 fi
 
 if wants 4; then
 step "8. setting 4: iterative depth pruning of BERT(student), then iterative width pruning during KD"
-todo $R/bs-full/model.pt && run bs-full distill-prune --checkpoint $R/bert-student/checkpoint_best.pt \
-    --output $R/bs-full
+todo $S/bs-full/model.pt && run bs-full$X distill-prune --checkpoint $S/bert-student/checkpoint_best.pt \
+    --output $S/bs-full
 # ROSITA's depth stage: the top layer per step, prediction KD only, BERT(student)'s learning rate
-student s4-depth $R/kd-bin $R/bs-full $KD_EPOCHS $KD_ROWS_N 2e-5 $KD --hidden-weight 0 \
+student s4-depth $R/kd-bin $S/bs-full $KD_EPOCHS $KD_ROWS_N 2e-5 $KD --hidden-weight 0 \
     --teacher-checkpoint "$BS" --iterative-pruning depth --target-layers 4 --prune-period $DEPTH_PERIOD \
     --prune-total-updates $KD_UPDATES
-todo $R/cut4/model.pt && run cut-4 distill-prune --checkpoint $R/s4-depth/checkpoint_best.pt \
-    --embed-rank 384 --output $R/cut4
+todo $S/cut4/model.pt && run cut$X-4 distill-prune --checkpoint $S/s4-depth/checkpoint_best.pt \
+    --embed-rank 384 --output $S/cut4
 # the 4-layer model is its own teacher for the width stage (ROSITA's teacher assistant)
-student s4 $R/kd-bin $R/cut4 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 \
-    --teacher-checkpoint "$WORK/$R/s4-depth/checkpoint_best.pt" $WIDTH --prune-period $PERIOD4
+student s4 $R/kd-bin $S/cut4 $KD_EPOCHS $KD_ROWS_N $LR $KD --hidden-weight 1 \
+    --teacher-checkpoint "$WORK/$S/s4-depth/checkpoint_best.pt" $WIDTH --prune-period $PERIOD4
 fi
 
 step "9. report: the teacher and every student from raw dev text to labels, on this machine"
 rows=()
-for k in 1 2 3 4; do wants $k && rows+=(--student "ROSITA setting $k=$R/s$k:$R/kd-bin"); done
-rows+=(--student "pruned, gold only=$R/baseline:teacher/data-bin")
-if wants 2 || wants 3 || wants 4; then rows+=(--student "BERT(student) 6L=$R/bert-student:$R/copy-bin"); fi
-wants 4 && rows+=(--student "depth-pruned BERT(student) 4L=$R/s4-depth:$R/kd-bin")
-run rosita-report python "$REPO/demo/report.py" --dev "$DEV_TSV" --teacher teacher/ckpt $REPORT_FLAGS \
-    "${rows[@]}" --output $R/report --title "ROSITA on $TASK_NAME (MiniLM teacher)"
-last_table "$WORK/logs/rosita-report.log"
+for k in 1 2 3 4; do wants $k && rows+=(--student "ROSITA setting $k=$S/s$k:$R/kd-bin"); done
+rows+=(--student "pruned, gold only=$S/baseline:teacher/data-bin")
+if wants 2 || wants 3 || wants 4; then rows+=(--student "BERT(student) 6L=$S/bert-student:$R/copy-bin"); fi
+wants 4 && rows+=(--student "depth-pruned BERT(student) 4L=$S/s4-depth:$R/kd-bin")
+title="ROSITA on $TASK_NAME (MiniLM teacher)"; [ "$SEED" = 1 ] || title="$title, seed $SEED"
+run rosita$X-report python "$REPO/demo/report.py" --dev "$DEV_TSV" --teacher teacher/ckpt $REPORT_FLAGS \
+    "${rows[@]}" --output $S/report --title "$title"
+last_table "$WORK/logs/rosita$X-report.log"

@@ -19,9 +19,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device, skipped without one (tests/test_gpu.py)")
 
 
-def demo(name, *args, work=None, check=True):
-    """Run demo/NAME with ARGS, its work directory at WORK; raise with its output tail if it fails."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+def demo(name, *args, work=None, check=True, env=None):
+    """Run demo/NAME with ARGS, its work directory at WORK (and ENV added); raise with its output tail if it fails."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
     if work is not None:
         env["WORK"] = str(work)
     proc = subprocess.run(["bash", str(REPO / "demo" / name), *args], env=env, capture_output=True, text=True)

@@ -4,6 +4,8 @@ import fcntl
 import json
 import re
 import shlex
+import subprocess
+import sys
 
 from omegaconf import OmegaConf
 
@@ -140,6 +142,26 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     for setting in ("ROSITA setting 3", "ROSITA setting 4"):
         assert report["models"][setting]["parameters"] == pruned["parameters"]
     assert report["models"]["depth-pruned BERT(student) 4L"]["parameters"] < report["models"]["teacher"]["parameters"]
+    # another seed trains the students again into rosita/seed2 on the same transfer set and pruned teacher
+    demo("rosita_sst2.sh", "--smoke", work=base, env={"SEED": "2", "SETTINGS": "1"})
+    seed2 = base / "rosita" / "seed2"
+    report2 = json.loads((seed2 / "report.json").read_text())
+    assert list(report2["models"]) == ["teacher", "ROSITA setting 1", "pruned, gold only"]
+    assert sorted(p.name for p in seed2.iterdir() if p.is_dir()) == ["baseline", "s1"]
+    import torch
+    for name in ("s1", "baseline"):
+        state = torch.load(seed2 / name / "checkpoint_best.pt", map_location="cpu", weights_only=False)
+        assert state["cfg"]["common"]["seed"] == 2
+    first = [base / "rosita" / "report.json", seed2 / "report.json"]
+    subprocess.run([sys.executable, str(REPO / "demo" / "seeds.py"), str(first[1]), str(first[0]), "--compare",
+                    "ROSITA setting 1", "pruned, gold only", "--output", str(base / "rosita" / "seeds")], check=True)
+    summary = json.loads((base / "rosita" / "seeds.json").read_text())
+    for name in report2["models"]:
+        values = [json.loads(p.read_text())["models"][name]["accuracy"] for p in first[::-1]]
+        assert summary["rows"][name]["accuracy"]["seeds"] == values
+    assert summary["compare"][0]["differences"] == [
+        round(r["models"]["ROSITA setting 1"]["accuracy"] - r["models"]["pruned, gold only"]["accuracy"], 2)
+        for r in (report2, report)]
 
     # a rerun finds every step done
     again = demo("sst2.sh", "--smoke", work=base)
