@@ -36,7 +36,14 @@ if todo $R/aug.txt; then
     fi
 fi
 sample() {  # sample ROWS OUT: ROWS random lines of the augmented set (all of it for 0)
-    todo $2 || return 0
+    local want=$1 all; all=$(wc -l < $R/aug.txt)
+    { [ $want = 0 ] || [ $want -gt $all ]; } && want=$all
+    if ! todo $2; then  # a rerun with another size must not train on the old sample unnoticed
+        [ $(wc -l < $2) = $want ] && return 0
+        echo "$WORK/$2 has $(wc -l < $2) rows, this run asks for $want: use another WORK," \
+             "or remove $2, ${2%.txt}-bin and the students trained on it" >&2
+        exit 1
+    fi
     if [ $1 = 0 ]; then cp $R/aug.txt $2.part
     else python -c "
 import random, sys
@@ -48,14 +55,6 @@ open(sys.argv[2], 'w', encoding='utf-8').write(''.join(l + '\n' for l in lines[:
 }
 sample $KD_ROWS $R/kd.txt
 sample $COPY_ROWS $R/copy.txt
-# a rerun with other sizes must not train on the old sample unnoticed
-for f in kd:$KD_ROWS copy:$COPY_ROWS; do
-    rows=${f#*:}; all=$(wc -l < $R/aug.txt); { [ $rows = 0 ] || [ $rows -gt $all ]; } && rows=$all
-    [ "${MODE:-}" = dry ] || [ $(wc -l < $R/${f%%:*}.txt) = $rows ] || {
-        echo "$WORK/$R/${f%%:*}.txt has $(wc -l < $R/${f%%:*}.txt) rows, this run asks for $rows:" \
-             "use another WORK, or remove $R/${f%%:*}.txt, $R/${f%%:*}-bin and the students trained on it" >&2
-        exit 1; }
-done
 wc -l $R/aug.txt $R/kd.txt $R/copy.txt
 
 bin() {  # bin NAME: R/NAME.txt in WordPiece -> R/NAME-bin (train; dev as valid with gold labels)

@@ -162,6 +162,14 @@ def test_demos_in_the_readmes_order_from_an_empty_work_dir(tmp_path):
     assert summary["compare"][0]["differences"] == [
         round(r["models"]["ROSITA setting 1"]["accuracy"] - r["models"]["pruned, gold only"]["accuracy"], 2)
         for r in (report2, report)]
+    # a transfer sample of another size than the run asks for is refused, naming it, and left alone
+    kd = base / "rosita" / "kd.txt"
+    rows = kd.read_text(encoding="utf-8")
+    kd.write_text("".join(rows.splitlines(keepends=True)[:-1]), encoding="utf-8")
+    refused = demo("rosita_sst2.sh", "--smoke", work=base, check=False)
+    assert refused.returncode != 0 and f"{base}/rosita/kd.txt has {rows.count(chr(10)) - 1} rows" in refused.stderr
+    assert "remove rosita/kd.txt, rosita/kd-bin" in refused.stderr
+    kd.write_text(rows, encoding="utf-8")
 
     # a rerun finds every step done
     again = demo("sst2.sh", "--smoke", work=base)

@@ -49,3 +49,10 @@ def test_mean_spread_and_paired_differences(tmp_path):
     assert not (tmp_path / "t.json").exists()
     with pytest.raises(SystemExit, match="no row 'c'"):
         seeds.summarise(paths, [("a", "c")])
+    (pair,) = seeds.summarise(paths, [("a", "b")], metric="f1")["compare"]
+    assert pair["metric"] == "f1" and pair["differences"] == [-1.0, 0.0, 1.0] and pair["a_wins"] == 1
+    with pytest.raises(SystemExit, match="do not all have mcc"):
+        seeds.summarise(paths, [("a", "b")], metric="mcc")
+    (tmp_path / "bad.json").write_text('{"models": ')
+    with pytest.raises(SystemExit, match="bad.json: not a report.json"):
+        seeds.summarise([paths[0], str(tmp_path / "bad.json")])
