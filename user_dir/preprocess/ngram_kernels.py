@@ -142,7 +142,11 @@ def _tokenize(cps, line_begin, line_end, classes, mode):
     """Token spans and lines of every line, as the regex of ``mode`` finds them.
 
     The arrays grow as needed: sized by the text, they would take 24 bytes
-    per character of a batch of long reviews."""
+    per character of a batch of long reviews.  They grow before a line, to
+    room for as many tokens as it has characters: grown inside the character
+    loop (arrays reassigned there), the loop ran 8x slower.  The scan stays
+    inline for the same reason: as a compiled helper called per token it ran
+    4x slower."""
     cap = max(16, len(cps) // 4)
     tok_start = np.empty(cap, dtype=np.int64)
     tok_end = np.empty(cap, dtype=np.int64)
@@ -150,6 +154,11 @@ def _tokenize(cps, line_begin, line_end, classes, mode):
     t = 0
     for line in range(len(line_begin)):
         i, end = line_begin[line], line_end[line]
+        if t + (end - i) > cap:
+            cap = max(2 * cap, t + (end - i))
+            tok_start = _grown(tok_start, t, cap)
+            tok_end = _grown(tok_end, t, cap)
+            tok_line = _grown(tok_line, t, cap)
         while i < end:
             c = classes[cps[i]]
             j = -1
@@ -185,11 +194,6 @@ def _tokenize(cps, line_begin, line_end, classes, mode):
             if j < 0:
                 i += 1
                 continue
-            if t == cap:
-                cap *= 2
-                tok_start = _grown(tok_start, t, cap)
-                tok_end = _grown(tok_end, t, cap)
-                tok_line = _grown(tok_line, t, cap)
             tok_start[t] = i
             tok_end[t] = j
             tok_line[t] = line
@@ -242,7 +246,9 @@ def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_
                 tid = ids[s + k]
                 if tid >= 0 and tok_line[s + k] == tok_line[s]:
                     nodes[k, s] = _probe(slots, mask, (np.uint64(prev) << np.uint64(32)) | np.uint64(tid))
-    out = np.empty(max(16, 2 * n), dtype=np.int64)
+    # a token ends at most hi - lo + 1 entries: sized for all of them (as
+    # ``nodes`` is), since growing it inside the loop made the loop twice as slow
+    out = np.empty(max(16, (hi - lo + 1) * n), dtype=np.int64)
     per_line = np.zeros(num_lines, dtype=np.int64)
     m = 0
     for e in range(n):
@@ -255,8 +261,6 @@ def _walk(ids, tok_line, n, num_lines, lo, hi, slots, mask, has_child, entry_of_
             if node >= 0 and length >= lo:
                 entry = entry_of_node[node]
                 if entry >= 0:
-                    if m == len(out):
-                        out = _grown(out, m, 2 * m)
                     out[m] = entry
                     m += 1
                     per_line[line] += 1
@@ -293,13 +297,22 @@ def featurize(lines: Sequence[str], mode: int, lower: bool, classes: np.ndarray,
     ``NgramTrie`` over the ids of ``tokens``.
     """
     _, _, cps, begin, end = prepare_lines(lines, lower)
+    return featurize_codepoints(cps, begin, end, mode, classes, tokens, trie, lo, hi)
+
+
+def featurize_codepoints(cps: np.ndarray, begin: np.ndarray, end: np.ndarray, mode: int, classes: np.ndarray,
+                         tokens: TokenTable, trie, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``featurize`` of the lines ``cps[begin[i]:end[i]]`` of ``prepare_lines``' code points.
+
+    Compiled all through, with the GIL released: threads may take runs of
+    lines of one batch."""
     tok_start, tok_end, tok_line = _tokenize(cps, begin, end, classes, mode)
     n = len(tok_start)
     t = tokens.table
     ids = _token_ids(cps, tok_start, tok_end, n, tokens.seed, t.slots, t.mask, tokens.cps, tokens.starts,
                      tokens.ids)
     k = trie.table
-    return _walk(ids, tok_line, n, len(lines), lo, hi, k.slots, k.mask, trie.has_child, trie.entry_of_node)
+    return _walk(ids, tok_line, n, len(begin), lo, hi, k.slots, k.mask, trie.has_child, trie.entry_of_node)
 
 
 # ------------------------------------------------------------------ counting

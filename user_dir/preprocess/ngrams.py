@@ -300,21 +300,24 @@ class BatchFeaturizer:
         self.threads = max(1, int(threads))
         self._pool = None
 
-    def _one(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-        return ngram_kernels.featurize(lines, self.mode, self.tokenize.lower,
-                                       self.classes, self.tokens, self.trie, self.lo, self.hi)
+    def _run(self, cps: np.ndarray, begin: np.ndarray, end: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return ngram_kernels.featurize_codepoints(cps, begin, end, self.mode, self.classes, self.tokens,
+                                                  self.trie, self.lo, self.hi)
 
     def __call__(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Entry ids of all features, line after line, and the number per line."""
+        # the Python part (joining, code points) once per batch; threads share its code points
+        _, _, cps, begin, end = ngram_kernels.prepare_lines(lines, self.tokenize.lower)
         parts = min(self.threads, len(lines) // self._MIN_LINES_PER_THREAD)
         if parts <= 1:
-            return self._one(lines)
+            return self._run(cps, begin, end)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="featurizer")
         cuts = np.linspace(0, len(lines), parts + 1).astype(int).tolist()
-        done = list(self._pool.map(self._one, [lines[a:b] for a, b in zip(cuts[:-1], cuts[1:])]))
+        done = list(self._pool.map(lambda ab: self._run(cps, begin[ab[0]:ab[1]], end[ab[0]:ab[1]]),
+                                   zip(cuts[:-1], cuts[1:])))
         return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
 
     def __getstate__(self):  # a pool does not pickle (spawned workers, DataLoader copies)
