@@ -144,7 +144,9 @@ def test_compiled_featurizer_equals_the_regex_tokenizers_on_random_text(tokenize
     vocab = NgramVocab([(g, 1) for g in strings], tokenizer, ngram_range)
     featurize = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range)
     threaded = ngrams.BatchFeaturizer(strings, tokenizer, ngram_range, threads=3)
-    for batch in (texts, texts[1::2], [t for t in texts if t.isascii()], texts[:1], []):
+    # short lines, then one longer than a quarter of the batch: the token arrays grow before it
+    grows = texts[:50] + ["".join(rng.choice(FUZZ_ALPHABET) for _ in range(5000))] + texts[50:60]
+    for batch in (texts, texts[1::2], [t for t in texts if t.isascii()], texts[:1], [], grows):
         ids, per_line = featurize(batch)
         assert per_line.tolist() == [len(reference_features(t, vocab)) for t in batch]
         assert [strings[i] for i in ids] == [g for t in batch for g in reference_features(t, vocab)]
